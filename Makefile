@@ -1,0 +1,39 @@
+# wch: `make run` sets up and runs everything on this machine; `make test` sets up and runs the tests.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN      = $(VENV)/bin
+
+.PHONY: run test install install-test services browser lint bench
+
+run: install
+	$(BIN)/wch db upgrade
+	$(BIN)/wch up
+
+test: install-test services browser
+	$(BIN)/ruff check wch tests bench
+	$(BIN)/pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# The tests talk to the real RabbitMQ and PostgreSQL; start them when they are down.
+services:
+	@bash .ci/services
+
+# Browser tests drive Debian's Chromium (a test tool's own browser download does not work offline).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+bench: install
+	$(BIN)/python -m bench

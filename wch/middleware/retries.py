@@ -1,0 +1,67 @@
+"""Retry failed jobs on a fixed schedule rather than exponential backoff."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.common import current_millis
+from dramatiq.errors import Retry
+from dramatiq.middleware import Retries
+
+RETRY_AT = "wch_retry_at"
+RETRY_UNPUBLISHED = "wch_retry_unpublished"
+
+
+class FixedRetries(Retries):
+    """Retries a failed job after each delay of a fixed schedule, then fails it.
+
+    Parameters:
+      delays: seconds to wait before each retry; their count is the number of
+        retries after the first attempt. An actor may set its own schedule
+        with the ``retry_delays`` option (``()`` for none).
+
+    Exceptions listed in an actor's ``throws`` option fail at once. The time of
+    the next attempt is left in ``message.options`` for the ledger. When the
+    retry cannot be published (RabbitMQ went away) the message is flagged so the
+    ledger leaves the job in the outbox for the relay.
+    """
+
+    def __init__(self, *, delays: tuple[float, ...]) -> None:
+        super().__init__(max_retries=len(delays))
+        self.delays = tuple(delays)
+
+    @property
+    def actor_options(self) -> set[str]:
+        return super().actor_options | {"retry_delays"}
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        if exception is None:
+            return
+        message.options.pop(RETRY_AT, None)
+        message.options.pop(RETRY_UNPUBLISHED, None)
+        actor = broker.get_actor(message.actor_name)
+        throws = message.options.get("throws") or actor.options.get("throws")
+        if throws and isinstance(exception, throws):
+            self.logger.info("Job %s failed with %s, which retrying cannot fix.", message.message_id, type(exception).__name__)
+            message.fail()
+            return
+
+        delays = actor.options.get("retry_delays", self.delays)
+        retries = message.options.setdefault("retries", 0)
+        if retries >= len(delays):
+            self.logger.warning("Job %s failed after %d attempts.", message.message_id, retries + 1)
+            message.fail()
+            return
+
+        if isinstance(exception, Retry) and exception.delay is not None:
+            delay = int(exception.delay)
+        else:
+            delay = int(delays[retries] * 1000)
+        message.options["retries"] = retries + 1
+        message.options[RETRY_AT] = current_millis() + delay
+        try:
+            broker.enqueue(message, delay=delay)
+        except dramatiq.errors.ConnectionError:
+            self.logger.warning("Could not publish the retry of job %s; the outbox relay will.", message.message_id)
+            message.options[RETRY_UNPUBLISHED] = True
+        else:
+            self.logger.info("Retrying job %s in %d ms.", message.message_id, delay)

@@ -1,0 +1,145 @@
+"""The jobs ledger: one row per job, the source of truth for its state."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from wch.db import UTCDateTime, db, utcnow
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PENDING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
+FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
+_PENDING_SQL = text("status IN ('queued', 'retrying')")
+_UNPUBLISHED_SQL = text("published_at IS NULL")
+_EXPIRING_SQL = text("result_expires_at IS NOT NULL")
+
+
+class Job(db.Model):
+    """A job: its id is the Dramatiq message id, stable across retries."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(100))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[Any | None] = mapped_column(JSON)
+    result_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    eta: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200))
+    worker: Mapped[str | None] = mapped_column(String(200))
+
+    attempt_log: Mapped[list[JobAttempt]] = relationship(
+        back_populates="job", order_by="JobAttempt.number", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        # "pending by type" reads only this index's pending slice.
+        Index("ix_jobs_status_type_finished", "status", "type", "finished_at"),
+        # "failed, newest first" (and retention by status) walk this one.
+        Index("ix_jobs_status_finished", "status", "finished_at"),
+        Index("ix_jobs_enqueued_at", "enqueued_at"),
+        Index("ix_jobs_digest", "digest"),
+        # At most one pending job per dedupe key; finished ones keep theirs for the record.
+        Index(
+            "uq_jobs_pending_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=_PENDING_SQL,
+            postgresql_where=_PENDING_SQL,
+        ),
+        Index("ix_jobs_unpublished", "enqueued_at", sqlite_where=_UNPUBLISHED_SQL, postgresql_where=_UNPUBLISHED_SQL),
+        Index("ix_jobs_result_expiry", "result_expires_at", sqlite_where=_EXPIRING_SQL, postgresql_where=_EXPIRING_SQL),
+    )
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in PENDING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "queue": self.queue,
+            "args": self.args,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "traceback": self.traceback,
+            "result": self.result,
+            "enqueued_at": _iso(self.enqueued_at),
+            "eta": _iso(self.eta),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "published_at": _iso(self.published_at),
+            "dedupe_key": self.dedupe_key,
+        }
+
+
+class JobAttempt(db.Model):
+    """One run of a job by a worker, with how it ended."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="attempt_log")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "worker": self.worker,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "outcome": self.outcome,
+            "error": self.error,
+            "traceback": self.traceback,
+        }
+
+
+class ScheduleSlot(db.Model):
+    """A periodic run that has been claimed, so a second scheduler cannot run it again."""
+
+    __tablename__ = "schedule_slots"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

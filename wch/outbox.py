@@ -1,0 +1,127 @@
+"""Publish jobs after their transaction commits, and relay those that could not be.
+
+The ledger row is the outbox: a job whose row has no ``published_at`` has not
+reached RabbitMQ yet. Publishing after commit means a worker never sees a job
+whose row a rollback erased; the relay means a job dispatched while RabbitMQ
+was down still runs once it is back. A job published twice is harmless: the
+ledger middleware runs a job only while its row is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import dramatiq
+from flask import current_app
+from sqlalchemy import event, or_, select, update
+from sqlalchemy.orm import Session
+
+from wch.db import db, utcnow
+from wch.models import Job, JobStatus
+from wch.models.jobs import PENDING
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "wch_outbox"
+# The committing process publishes straight away; the relay leaves fresh rows to it.
+RELAY_GRACE = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """What publishing a job needs, copied from its row before commit expires it."""
+
+    id: str
+    type: str
+    queue: str
+    args: dict[str, Any]
+    eta: datetime | None
+    enqueued_at: datetime
+    retries: int
+
+    @classmethod
+    def of(cls, job: Job) -> OutboxEntry:
+        retries = job.attempts if job.status == JobStatus.RETRYING.value else 0
+        return cls(job.id, job.type, job.queue, dict(job.args or {}), job.eta, job.enqueued_at, retries)
+
+    def message(self) -> dramatiq.Message:
+        return dramatiq.Message(
+            queue_name=self.queue,
+            actor_name=self.type,
+            args=(),
+            kwargs=self.args,
+            options={"retries": self.retries} if self.retries else {},
+            message_id=self.id,
+            message_timestamp=int(self.enqueued_at.timestamp() * 1000),
+        )
+
+
+def publish_after_commit(job: Job) -> None:
+    """Queue ``job`` for publishing when the current transaction commits."""
+    db.session.info.setdefault(SESSION_KEY, []).append(OutboxEntry.of(job))
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released; the real commit is still to come
+    entries = session.info.pop(SESSION_KEY, None)
+    if entries:
+        publish(entries)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(SESSION_KEY, None)
+
+
+def publish(entries: Iterable[OutboxEntry]) -> int:
+    """Publish what is due now; the rest stays in the outbox. Returns how many were published."""
+    publisher = current_app.extensions["wch"].publisher
+    if publisher is None:
+        return 0
+    max_delay = current_app.extensions["wch"].settings.max_broker_delay
+    now = utcnow()
+    published = []
+    for entry in entries:
+        delay_ms = None
+        if entry.eta is not None and entry.eta > now:
+            delay_ms = int((entry.eta - now).total_seconds() * 1000)
+            if delay_ms > max_delay * 1000:
+                continue  # RabbitMQ must not hold it that long; the relay publishes it nearer the time
+        try:
+            publisher.enqueue(entry.message(), delay=delay_ms)
+        except dramatiq.errors.ConnectionError as error:
+            logger.warning("RabbitMQ is unreachable (%s); jobs wait in the outbox for the relay.", error)
+            break
+        published.append(entry.id)
+    if published:
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(Job).where(Job.id.in_(published), Job.published_at.is_(None)).values(published_at=utcnow())
+            )
+    return len(published)
+
+
+def relay(*, limit: int = 1000) -> int:
+    """Publish jobs left unpublished that are due within the broker's delay limit."""
+    settings = current_app.extensions["wch"].settings
+    now = utcnow()
+    query = (
+        select(Job)
+        .where(
+            Job.published_at.is_(None),
+            Job.status.in_(PENDING),
+            Job.enqueued_at < now - RELAY_GRACE,
+            or_(Job.eta.is_(None), Job.eta <= now + timedelta(seconds=settings.max_broker_delay)),
+        )
+        .order_by(Job.enqueued_at)
+        .limit(limit)
+    )
+    entries = [OutboxEntry.of(job) for job in db.session.scalars(query)]
+    db.session.rollback()
+    return publish(entries)
