@@ -20,6 +20,8 @@ import pytest  # noqa: E402
 from flask_migrate import upgrade  # noqa: E402
 
 import tests.jobs  # noqa: E402,F401  (declares the test actors)
+from tests.broadcast_support import wa_app, wa_worker  # noqa: E402,F401  (broadcast test fixtures)
+from tests.fake_graph import fake_graph  # noqa: E402,F401  (the fake Graph API fixture)
 from tests.support import (  # noqa: E402
     WorkerProcess,
     create_postgres_database,
@@ -171,7 +173,9 @@ def spawn_worker(rabbit_app, rabbitmq_url, tmp_path):
 
 def _announced_workers() -> set[str]:
     db.session.rollback()
-    return {row.id for row in db.session.query(WorkerRow)}
+    ids = {row.id for row in db.session.query(WorkerRow)}
+    db.session.rollback()  # SQLite: an open transaction holds the write lock the worker needs
+    return ids
 
 
 def _alive(worker: WorkerProcess) -> bool:

@@ -61,3 +61,19 @@ def slow(seconds: float, started: str | None = None, marker: str | None = None):
         with Path(marker).open("a") as file:
             file.write("done\n")
     return seconds
+
+
+@dramatiq.actor(queue_name="sync", time_limit=120_000)
+def fail_when_released(started: str, release: str, marker: str):
+    """First run: touch ``started``, wait for the ``release`` file, then fail. Later runs succeed."""
+    path = Path(marker)
+    runs = len(path.read_text().splitlines()) if path.exists() else 0
+    with path.open("a") as file:
+        file.write("ran\n")
+    if runs:
+        return runs + 1
+    Path(started).touch()
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise RuntimeError("failed while RabbitMQ was away")

@@ -94,8 +94,13 @@ class WorkerProcess:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """Stop gracefully, as an operator would: SIGTERM to dramatiq's main process only.
+
+        Dramatiq's main process forwards it to its workers; a second SIGTERM
+        reaching a worker (as ``killpg`` would send) kills it mid-job instead.
+        """
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:

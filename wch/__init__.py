@@ -57,6 +57,18 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
         publisher=build_publisher(settings) if publisher is _DEFAULT else publisher,
     )
 
+    from wch.admin import init_admin
+    from wch.health import bp as health_bp
+    from wch.security import init_security
+    from wch.whatsapp_webhook import bp as whatsapp_webhook_bp
+    from wch.woocommerce_webhook import bp as woocommerce_webhook_bp
+
+    init_security(app, secure_cookie=settings.session_cookie_secure)
+    init_admin(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(whatsapp_webhook_bp)
+    app.register_blueprint(woocommerce_webhook_bp)
+
     from wch.commands import register_commands
 
     register_commands(app)

@@ -45,7 +45,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        FixedRetries(delays=settings.retry_delays),
+        FixedRetries(delays=settings.retry_delays, max_delay=settings.max_broker_delay),
         CurrentMessage(),
         # Periodic triggers older than this are dropped; the ledger keeps the record.
         PeriodiqMiddleware(skip_delay=30),

@@ -7,16 +7,19 @@ from deep inside a worker.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BROKER_SCHEMES = {"amqp", "amqps", "stub"}
 DATABASE_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg", "postgres"}
+DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v24.0"
+DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "on-hold", "completed", "cancelled", "refunded", "failed")
 
 
 class ConfigError(ValueError):
@@ -37,6 +40,32 @@ class Settings:
     ledger_retention_days: int = 14
     max_broker_delay: int = 600
     worker_heartbeat: int = 10
+    relay_grace: float = 10.0
+    session_cookie_secure: bool = False
+    rabbitmq_management_url: str | None = None
+    pending_warn_seconds: int = 300
+    panel_retry_cap: int = 500
+    whatsapp_api_url: str = DEFAULT_WHATSAPP_API_URL
+    whatsapp_access_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_catalog_id: str | None = None
+    whatsapp_connect_timeout: float = 3.05
+    whatsapp_read_timeout: float = 10.0
+    woocommerce_webhook_secret: str | None = None
+    store_currency: str | None = None
+    order_template: str | None = None
+    order_template_language: str = "en_US"
+    order_notify_statuses: tuple[str, ...] = DEFAULT_ORDER_NOTIFY_STATUSES
+    catalog_batch_size: int = 1000
+    webhook_dedupe_days: int = 7
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    broadcast_batch_size: int = 50
+    broadcast_batch_interval: float = 1.0
+    send_rate_limit: int = 50
+    broadcast_retry_delays: tuple[float, ...] = (5, 30, 120, 300)
+    broadcast_stale_claim: int = 600
+    reminder_scan_minutes: int = 15
 
     @property
     def broker_is_stub(self) -> bool:
@@ -57,6 +86,32 @@ class Settings:
             ledger_retention_days=_positive_int(env, "WCH_LEDGER_RETENTION_DAYS", 14),
             max_broker_delay=_positive_int(env, "WCH_MAX_BROKER_DELAY", 600),
             worker_heartbeat=_positive_int(env, "WCH_WORKER_HEARTBEAT", 10),
+            relay_grace=_seconds(env, "WCH_RELAY_GRACE", 10.0),
+            session_cookie_secure=_flag(env, "WCH_SESSION_COOKIE_SECURE", False),
+            rabbitmq_management_url=_optional_url(env, "WCH_RABBITMQ_MANAGEMENT_URL", {"http", "https"}),
+            pending_warn_seconds=_positive_int(env, "WCH_PENDING_WARN_SECONDS", 300),
+            panel_retry_cap=_positive_int(env, "WCH_PANEL_RETRY_CAP", 500),
+            whatsapp_api_url=_url(env, "WHATSAPP_API_URL", DEFAULT_WHATSAPP_API_URL, {"http", "https"}),
+            whatsapp_access_token=_optional_text(env, "WHATSAPP_ACCESS_TOKEN"),
+            whatsapp_phone_number_id=_optional_text(env, "WHATSAPP_PHONE_NUMBER_ID"),
+            whatsapp_catalog_id=_optional_text(env, "WHATSAPP_CATALOG_ID"),
+            whatsapp_connect_timeout=_positive_seconds(env, "WHATSAPP_CONNECT_TIMEOUT", 3.05),
+            whatsapp_read_timeout=_positive_seconds(env, "WHATSAPP_READ_TIMEOUT", 10.0),
+            woocommerce_webhook_secret=_optional_text(env, "WOOCOMMERCE_WEBHOOK_SECRET"),
+            store_currency=_currency_code(env, "WCH_STORE_CURRENCY"),
+            order_template=_optional_text(env, "WCH_ORDER_TEMPLATE"),
+            order_template_language=_optional_text(env, "WCH_ORDER_TEMPLATE_LANGUAGE") or "en_US",
+            order_notify_statuses=_word_list(env, "WCH_ORDER_NOTIFY_STATUSES", DEFAULT_ORDER_NOTIFY_STATUSES),
+            catalog_batch_size=_at_most(env, "WCH_CATALOG_BATCH_SIZE", 1000, 5000),
+            webhook_dedupe_days=_positive_int(env, "WCH_WEBHOOK_DEDUPE_DAYS", 7),
+            whatsapp_app_secret=_optional_text(env, "WHATSAPP_APP_SECRET"),
+            whatsapp_verify_token=_optional_text(env, "WHATSAPP_VERIFY_TOKEN"),
+            broadcast_batch_size=_positive_int(env, "WCH_BROADCAST_BATCH_SIZE", 50),
+            broadcast_batch_interval=_positive_seconds(env, "WCH_BROADCAST_BATCH_INTERVAL", 1.0),
+            send_rate_limit=_positive_int(env, "WCH_SEND_RATE_LIMIT", 50),
+            broadcast_retry_delays=_delays(env, "WCH_BROADCAST_RETRY_DELAYS", "5,30,120,300"),
+            broadcast_stale_claim=_positive_int(env, "WCH_BROADCAST_STALE_CLAIM", 600),
+            reminder_scan_minutes=_positive_int(env, "WCH_REMINDER_SCAN_MINUTES", 15),
         )
 
 
@@ -81,11 +136,83 @@ def _delays(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...
         try:
             seconds = float(part)
         except ValueError:
-            raise ConfigError(f"{name}: {part!r} is not a number of seconds (expected e.g. 60,300,900)") from None
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            raise ConfigError(f"{name}: {part!r} is not a number of seconds (expected e.g. 60,300,900)")
         if seconds < 0:
             raise ConfigError(f"{name}: delays cannot be negative, got {part}")
         delays.append(seconds)
     return tuple(delays)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {raw!r} is not a number of seconds")
+    if value < 0:
+        raise ConfigError(f"{name}: cannot be negative, got {raw}")
+    return value
+
+
+def _optional_text(env: Mapping[str, str], name: str) -> str | None:
+    return (env.get(name) or "").strip() or None
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{name}: must be greater than 0, got {raw}")
+    return value
+
+
+def _currency_code(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if len(raw) != 3 or not raw.isalpha() or not raw.isascii():
+        raise ConfigError(f"{name}: {raw!r} is not an ISO 4217 currency code (expected e.g. USD, EUR)")
+    return raw.upper()
+
+
+def _at_most(env: Mapping[str, str], name: str, default: int, highest: int) -> int:
+    value = _positive_int(env, name, default)
+    if value > highest:
+        raise ConfigError(f"{name}: at most {highest}, got {value}")
+    return value
+
+
+def _word_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(word.strip().lower() for word in raw.split(",") if word.strip())
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: {raw!r} is not a yes/no value (expected true or false)")
+
+
+def _optional_url(env: Mapping[str, str], name: str, schemes: set[str]) -> str | None:
+    return _url(env, name, "", schemes) if (env.get(name) or "").strip() else None
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: set[str]) -> str:

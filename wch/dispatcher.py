@@ -52,6 +52,9 @@ def dispatch(
     """
     actor = _actor(type)
     args = _validated_args(args)
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if seconds is not None and not seconds >= 0:
+        raise DispatchError(f"delay must be a number of seconds, 0 or more, got {delay}")
     digest = args_digest(type, args)
     dedupe_key = None
     if unique:
@@ -61,7 +64,6 @@ def dispatch(
             return existing
 
     now = utcnow()
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
     job = Job(
         id=str(uuid.uuid4()),
         type=type,

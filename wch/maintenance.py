@@ -20,13 +20,17 @@ def hour_slot(now: datetime | None = None) -> str:
 
 
 def claim_slot(name: str, slot: str) -> bool:
-    """Claim ``name`` for ``slot``; only the first caller, in any process, gets True."""
+    """Claim ``name`` for ``slot``; only the first caller, in any process, gets True.
+
+    The claim belongs to the caller's transaction: commit it together with the
+    jobs it guards, so a crash in between leaves neither (a concurrent claimer
+    waits for that commit, then gets False).
+    """
     try:
         with db.session.begin_nested():
             db.session.add(ScheduleSlot(name=name, slot=slot, claimed_at=utcnow()))
     except IntegrityError:
         return False
-    db.session.commit()
     return True
 
 

@@ -10,9 +10,10 @@ ledger middleware runs a job only while its row is pending.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import dramatiq
 from flask import current_app
@@ -20,14 +21,13 @@ from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
 from wch.db import db, utcnow
+from wch.middleware.ledger import ATTEMPT
 from wch.models import Job, JobStatus
 from wch.models.jobs import PENDING
 
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "wch_outbox"
-# The committing process publishes straight away; the relay leaves fresh rows to it.
-RELAY_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -41,22 +41,38 @@ class OutboxEntry:
     eta: datetime | None
     enqueued_at: datetime
     retries: int
+    attempt: int = 0
 
     @classmethod
     def of(cls, job: Job) -> OutboxEntry:
-        retries = job.attempts if job.status == JobStatus.RETRYING.value else 0
-        return cls(job.id, job.type, job.queue, dict(job.args or {}), job.eta, job.enqueued_at, retries)
+        retries = _retries_used(job) if job.status == JobStatus.RETRYING.value else 0
+        return cls(job.id, job.type, job.queue, dict(job.args or {}), job.eta, job.enqueued_at, retries, job.attempts)
 
     def message(self) -> dramatiq.Message:
+        options: dict[str, Any] = {ATTEMPT: self.attempt}
+        if self.retries:
+            options["retries"] = self.retries
         return dramatiq.Message(
             queue_name=self.queue,
             actor_name=self.type,
             args=(),
             kwargs=self.args,
-            options={"retries": self.retries} if self.retries else {},
+            options=options,
             message_id=self.id,
             message_timestamp=int(self.enqueued_at.timestamp() * 1000),
         )
+
+
+def _retries_used(job: Job) -> int:
+    """Retries of the current schedule already spent: the attempts since the job was last (re)queued."""
+    used = 0
+    for attempt in reversed(job.attempt_log):
+        if attempt.outcome == "interrupted":
+            continue  # a worker died; RabbitMQ redelivered the attempt without spending a retry
+        if attempt.outcome != "retrying":
+            break
+        used += 1
+    return used
 
 
 def publish_after_commit(job: Job) -> None:
@@ -70,7 +86,12 @@ def _publish_committed(session: Session) -> None:
         return  # a savepoint was released; the real commit is still to come
     entries = session.info.pop(SESSION_KEY, None)
     if entries:
-        publish(entries)
+        try:
+            publish(entries)
+        except Exception:
+            # The rows are committed; failing the caller now would make it
+            # dispatch again (a webhook sender retries on a 5xx). The relay publishes them.
+            logger.exception("Could not publish %d committed job(s); the outbox relay will.", len(entries))
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -116,7 +137,8 @@ def relay(*, limit: int = 1000) -> int:
         .where(
             Job.published_at.is_(None),
             Job.status.in_(PENDING),
-            Job.enqueued_at < now - RELAY_GRACE,
+            # The committing process publishes straight away; leave fresh rows to it.
+            Job.enqueued_at < now - timedelta(seconds=settings.relay_grace),
             or_(Job.eta.is_(None), Job.eta <= now + timedelta(seconds=settings.max_broker_delay)),
         )
         .order_by(Job.enqueued_at)

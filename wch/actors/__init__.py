@@ -11,6 +11,6 @@ try:
 except ConfigError as error:
     raise SystemExit(f"wch: {error}") from None
 
-from wch.actors import carts, maintenance  # noqa: E402
+from wch.actors import broadcast, carts, maintenance, reminders, sync  # noqa: E402
 
-__all__ = ["broker", "carts", "maintenance"]
+__all__ = ["broadcast", "broker", "carts", "maintenance", "reminders", "sync"]

@@ -7,7 +7,10 @@ retryable jobs.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 from flask import current_app
 from periodiq import cron
 
@@ -19,7 +22,8 @@ from wch.dispatcher import dispatch
 @dramatiq.actor(queue_name="maintenance", periodic=cron("0 * * * *"), retry_delays=())
 def hourly() -> list[str]:
     """Dispatch the hourly work once per hour, however many schedulers fire."""
-    if not maintenance.claim_slot("hourly", maintenance.hour_slot()):
+    if not maintenance.claim_slot("hourly", maintenance.hour_slot(_scheduled_at())):
+        db.session.rollback()
         return []
     jobs = [
         dispatch("cleanup_carts", {"trigger": "schedule"}),
@@ -28,6 +32,15 @@ def hourly() -> list[str]:
     ]
     db.session.commit()
     return [job.id for job in jobs]
+
+
+def _scheduled_at() -> datetime | None:
+    """When periodiq scheduled the current message, so a late worker still claims the right hour."""
+    message = CurrentMessage.get_current_message()
+    try:
+        return datetime.fromisoformat(message.options["scheduled_at"]).astimezone(UTC)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # sent by hand, or by the in-process scheduler
 
 
 @dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), retry_delays=())

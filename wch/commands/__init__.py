@@ -15,13 +15,19 @@ from wch.config import ConfigError
 
 
 def register_commands(app: Flask) -> None:
+    from wch.commands.campaigns import campaigns_group, remind
     from wch.commands.carts import carts
+    from wch.commands.demo import demo
     from wch.commands.jobs import jobs
+    from wch.commands.sync import sync
     from wch.commands.up import up
+    from wch.commands.users import users
     from wch.commands.workers import workers
 
-    for command in (jobs, carts, workers, up):
+    for command in (jobs, carts, workers, up, users, demo, sync):
         app.cli.add_command(command)
+    app.cli.add_command(campaigns_group)
+    carts.add_command(remind)
 
 
 def _create_app() -> Flask:

@@ -29,7 +29,6 @@ RABBITMQ_HINT = (
 @with_appcontext
 def up(host: str, port: int, in_process: bool, worker_processes: int, worker_threads: int) -> None:
     """Run the web app, a worker and the scheduler until Ctrl-C."""
-    upgrade(revision="heads")
     settings = current_app.extensions["wch"].settings
     url = f"http://{host}:{port}/"
     if in_process or settings.broker_is_stub:
@@ -48,6 +47,7 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
                        "--threads", str(worker_threads)],
             "scheduler": [os.path.join(bin_dir, "periodiq"), "wch.actors"],
         }
+    upgrade(revision="heads")  # creates the database on first run
     run_together(commands, env=env, banner=f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it.")
 
 
@@ -63,8 +63,13 @@ def rabbitmq_problem(url: str) -> str | None:
 
 
 def run_together(commands: dict[str, list[str]], *, env: dict[str, str], banner: str) -> None:
-    """Start every command; when one exits or Ctrl-C is pressed, stop them all."""
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in commands.items()}
+    """Start every command; when one exits or Ctrl-C is pressed, stop them all.
+
+    Each child runs in its own process group, so Ctrl-C reaches only this
+    process, which sends each child exactly one SIGTERM: Dramatiq's workers
+    treat a second signal as "kill now" and would drop their jobs mid-way.
+    """
+    children = {name: subprocess.Popen(argv, env=env, process_group=0) for name, argv in commands.items()}
     click.echo(banner)
     stopping = False
 
@@ -90,6 +95,7 @@ def run_together(commands: dict[str, list[str]], *, env: dict[str, str], banner:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)  # with its own children
+                child.wait()
     if not stopping:
         sys.exit(1)

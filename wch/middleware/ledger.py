@@ -6,12 +6,14 @@ import json
 import logging
 import os
 import socket
+import threading
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dramatiq import Middleware
 from dramatiq.middleware import MiddlewareError, SkipMessage
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from wch.db import db, utcnow
@@ -22,8 +24,10 @@ from wch.redact import redact_text
 
 logger = logging.getLogger(__name__)
 
-RUNNABLE = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
 MAX_TRACEBACK = 20_000
+# Message option: the ledger's attempt count when this copy was published
+# (0 for a fresh dispatch). It tells a job's current copy from stale duplicates.
+ATTEMPT = "wch_attempt"
 
 
 class LedgerUnavailable(MiddlewareError):
@@ -40,15 +44,19 @@ class Ledger(Middleware):
     Parameters:
       result_ttl: seconds a job's result stays readable after it succeeds.
 
-    A message is run only if its row is queued or retrying, or running and
-    redelivered by RabbitMQ (its worker died). Canceled and finished jobs are
-    skipped, which makes a second publish of the same job harmless. A message
-    with no row (sent by periodiq or a plain ``actor.send``) gets one.
+    Each copy of a message carries the attempt count it was published after
+    (the ``wch_attempt`` option). A copy runs only if it is the job's next
+    attempt, or it is the running attempt's own copy redelivered by RabbitMQ
+    because its worker died. So canceled and finished jobs, and second
+    publishes of the same job (relay, retries), are skipped. An attempt's
+    outcome is recorded on the job only while it is the job's latest attempt.
+    A message with no row (sent by periodiq or a plain ``actor.send``) gets one.
     Runs inside the app context pushed by :class:`~wch.middleware.AppContext`.
     """
 
     def __init__(self, *, result_ttl: int) -> None:
         self.result_ttl = result_ttl
+        self._local = threading.local()
 
     def before_process_message(self, broker, message) -> None:
         try:
@@ -58,8 +66,30 @@ class Ledger(Middleware):
             raise LedgerUnavailable(f"could not record job {message.message_id} as running: {error}") from error
         if not claimed:
             raise SkipMessage()
+        self._local.claimed = message.message_id
+
+    def after_skip_message(self, broker, message) -> None:
+        # A middleware after this one skipped a job it had claimed (periodiq
+        # drops late triggers): close it, or its row would stay running.
+        if getattr(self._local, "claimed", None) != message.message_id:
+            return
+        self._local.claimed = None
+        try:
+            now = utcnow()
+            job, attempt = self._load(message)
+            _close(attempt, now, "skipped")
+            if job is not None:
+                job.status, job.finished_at = JobStatus.CANCELED.value, now
+                job.last_error = "skipped by the worker's middleware (too late to run)"
+            db.session.commit()
+        except Exception:
+            logger.exception("Could not record that job %s was skipped.", message.message_id)
+            db.session.rollback()
+        finally:
+            db.session.remove()
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        self._local.claimed = None
         # Whatever the actor left uncommitted is discarded, not committed with the outcome.
         db.session.remove()
         if isinstance(exception, LedgerUnavailable):
@@ -72,8 +102,10 @@ class Ledger(Middleware):
             else:
                 self._schedule_retry(message, exception)
         except Exception:
+            # Raising here would make Dramatiq retry a job that has already run
+            # (and, say, message a customer twice); the row stays running instead.
+            logger.exception("Could not record the outcome of job %s.", message.message_id)
             db.session.rollback()
-            raise
         finally:
             db.session.remove()
 
@@ -89,59 +121,101 @@ class Ledger(Middleware):
                 logger.info("Skipping job %s: already %s.", job.id, job.status)
                 db.session.rollback()
                 return False
-            elif job.status == JobStatus.RUNNING.value and not getattr(message, "redelivered", False):
-                logger.info("Skipping job %s: a copy of it is already running.", job.id)
+            elif not _is_current_copy(job, message):
+                logger.info("Skipping job %s: a stale or duplicate copy (job is %s).", job.id, job.status)
                 db.session.rollback()
                 return False
+            elif job.status == JobStatus.RUNNING.value and message.options.get(ATTEMPT, 0) < job.attempts:
+                # RabbitMQ redelivered the running attempt: its worker died mid-job.
+                _close(_attempt(job.id, job.attempts), now, "interrupted", only_open=True)
+            number = (job.attempts or 0) + 1
             job.status = JobStatus.RUNNING.value
-            job.attempts = (job.attempts or 0) + 1
+            job.attempts = number
             job.started_at = now
             job.eta = None
             job.worker = worker_id()
-            db.session.add(JobAttempt(job_id=job.id, number=job.attempts, worker=job.worker, started_at=now))
+            db.session.add(JobAttempt(job_id=job.id, number=number, worker=job.worker, started_at=now))
             db.session.commit()
+            # Copies published from here on (retries) are this attempt's successors.
+            # (``number``, not ``job.attempts``: the commit expired the row, and reading it would query again.)
+            message.options[ATTEMPT] = number
             return True
         finally:
             db.session.remove()
 
     def _succeed(self, message, result: Any) -> None:
+        # Every job ends here, so two UPDATEs and no SELECT: the job's row changes
+        # only while this is its latest attempt, as in :meth:`_load`.
         now = utcnow()
-        job, attempt = self._load(message)
-        job.status = JobStatus.SUCCEEDED.value
-        job.result = _jsonable(result)
-        job.result_expires_at = now + timedelta(seconds=self.result_ttl)
-        job.finished_at = now
-        _close(attempt, now, "succeeded")
+        number = message.options[ATTEMPT]
+        db.session.execute(
+            update(Job)
+            .where(Job.id == message.message_id, Job.attempts == number, Job.status == JobStatus.RUNNING.value)
+            .values(
+                status=JobStatus.SUCCEEDED.value,
+                result=_jsonable(result),
+                result_expires_at=now + timedelta(seconds=self.result_ttl),
+                finished_at=now,
+            )
+        )
+        db.session.execute(
+            update(JobAttempt)
+            .where(JobAttempt.job_id == message.message_id, JobAttempt.number == number)
+            .values(finished_at=now, outcome="succeeded", error=None, traceback=None)
+        )
         db.session.commit()
 
     def _fail(self, message, exception: BaseException) -> None:
         now = utcnow()
         job, attempt = self._load(message)
-        job.status = JobStatus.FAILED.value
-        job.finished_at = now
-        job.last_error, job.traceback = _describe(exception)
-        _close(attempt, now, "failed", job.last_error, job.traceback)
+        error, tb = _describe(exception)
+        _close(attempt, now, "failed", error, tb)
+        if job is not None:
+            job.status = JobStatus.FAILED.value
+            job.finished_at = now
+            job.last_error, job.traceback = error, tb
         db.session.commit()
 
     def _schedule_retry(self, message, exception: BaseException) -> None:
         now = utcnow()
         job, attempt = self._load(message)
-        job.status = JobStatus.RETRYING.value
-        retry_at = message.options.get(RETRY_AT)
-        job.eta = datetime.fromtimestamp(retry_at / 1000, timezone.utc) if retry_at else None
-        job.published_at = None if message.options.get(RETRY_UNPUBLISHED) else now
-        job.last_error, job.traceback = _describe(exception)
-        _close(attempt, now, "retrying", job.last_error, job.traceback)
+        error, tb = _describe(exception)
+        _close(attempt, now, "retrying", error, tb)
+        if job is not None:
+            job.status = JobStatus.RETRYING.value
+            retry_at = message.options.get(RETRY_AT)
+            job.eta = datetime.fromtimestamp(retry_at / 1000, UTC) if retry_at else None
+            job.published_at = None if message.options.get(RETRY_UNPUBLISHED) else now
+            job.last_error, job.traceback = error, tb
         db.session.commit()
 
-    def _load(self, message) -> tuple[Job, JobAttempt | None]:
+    def _load(self, message) -> tuple[Job | None, JobAttempt | None]:
+        """The job, or None if a later attempt has taken it over, and this attempt's log entry."""
+        number = message.options[ATTEMPT]
         job = db.session.get(Job, message.message_id, with_for_update=True)
-        attempt = (
-            db.session.query(JobAttempt)
-            .filter_by(job_id=job.id, number=job.attempts)
-            .one_or_none()
-        )
-        return job, attempt
+        if job is None or job.attempts != number or job.status != JobStatus.RUNNING.value:
+            # The retry published for this attempt is already running (or the
+            # row was purged): this attempt's outcome belongs to its log entry only.
+            job = None
+        return job, _attempt(message.message_id, number)
+
+
+def _is_current_copy(job: Job, message) -> bool:
+    """Whether this copy of the message is the job's next attempt or its running attempt redelivered."""
+    published_after = message.options.get(ATTEMPT, 0)
+    if published_after == job.attempts:
+        # The next attempt; for a running job, the retry published before the
+        # running attempt's outcome was recorded.
+        return True
+    return (
+        job.status == JobStatus.RUNNING.value
+        and published_after == job.attempts - 1
+        and getattr(message, "redelivered", False)
+    )
+
+
+def _attempt(job_id: str, number: int) -> JobAttempt | None:
+    return db.session.query(JobAttempt).filter_by(job_id=job_id, number=number).one_or_none()
 
 
 def _external_job(message, now: datetime) -> Job:
@@ -158,14 +232,22 @@ def _external_job(message, now: datetime) -> Job:
         args=args,
         status=JobStatus.QUEUED.value,
         attempts=0,
-        enqueued_at=datetime.fromtimestamp(message.message_timestamp / 1000, timezone.utc),
+        enqueued_at=datetime.fromtimestamp(message.message_timestamp / 1000, UTC),
         published_at=now,
         digest=args_digest(message.actor_name, args),
     )
 
 
-def _close(attempt: JobAttempt | None, now: datetime, outcome: str, error: str | None = None, tb: str | None = None) -> None:
-    if attempt is not None:
+def _close(
+    attempt: JobAttempt | None,
+    now: datetime,
+    outcome: str,
+    error: str | None = None,
+    tb: str | None = None,
+    *,
+    only_open: bool = False,
+) -> None:
+    if attempt is not None and not (only_open and attempt.finished_at is not None):
         attempt.finished_at = now
         attempt.outcome = outcome
         attempt.error = error

@@ -19,15 +19,21 @@ class FixedRetries(Retries):
         retries after the first attempt. An actor may set its own schedule
         with the ``retry_delays`` option (``()`` for none).
 
+      max_delay: the longest delay, in seconds, RabbitMQ may hold a retry
+        (Dramatiq keeps delayed messages unacked, and RabbitMQ's
+        ``consumer_timeout`` closes channels that hold one too long); a later
+        retry is left to the outbox relay, which publishes it nearer the time.
+
     Exceptions listed in an actor's ``throws`` option fail at once. The time of
     the next attempt is left in ``message.options`` for the ledger. When the
-    retry cannot be published (RabbitMQ went away) the message is flagged so the
-    ledger leaves the job in the outbox for the relay.
+    retry is not published (too far off, or RabbitMQ went away) the message is
+    flagged so the ledger leaves the job in the outbox for the relay.
     """
 
-    def __init__(self, *, delays: tuple[float, ...]) -> None:
+    def __init__(self, *, delays: tuple[float, ...], max_delay: float | None = None) -> None:
         super().__init__(max_retries=len(delays))
         self.delays = tuple(delays)
+        self.max_delay = max_delay
 
     @property
     def actor_options(self) -> set[str]:
@@ -41,7 +47,9 @@ class FixedRetries(Retries):
         actor = broker.get_actor(message.actor_name)
         throws = message.options.get("throws") or actor.options.get("throws")
         if throws and isinstance(exception, throws):
-            self.logger.info("Job %s failed with %s, which retrying cannot fix.", message.message_id, type(exception).__name__)
+            self.logger.info(
+                "Job %s failed with %s, which retrying cannot fix.", message.message_id, type(exception).__name__
+            )
             message.fail()
             return
 
@@ -58,6 +66,10 @@ class FixedRetries(Retries):
             delay = int(delays[retries] * 1000)
         message.options["retries"] = retries + 1
         message.options[RETRY_AT] = current_millis() + delay
+        if self.max_delay is not None and delay > self.max_delay * 1000:
+            self.logger.info("Job %s will be retried in %d s, by the outbox relay.", message.message_id, delay // 1000)
+            message.options[RETRY_UNPUBLISHED] = True
+            return
         try:
             broker.enqueue(message, delay=delay)
         except dramatiq.errors.ConnectionError:

@@ -35,6 +35,10 @@ class Cart(db.Model):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     status: Mapped[str] = mapped_column(String(16), default=CartStatus.ACTIVE.value)
     reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by wch.reminders.mark_recovered when a reminded customer orders.
+    recovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recovered_order_id: Mapped[str | None] = mapped_column(String(64))
+    recovered_revenue: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

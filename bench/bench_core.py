@@ -1,0 +1,353 @@
+"""The job core at scale: job throughput with and without wch's ledger, and the cart cleanup.
+
+(a) Small no-op jobs through the real RabbitMQ, one worker process
+    (``dramatiq MODULE --processes 1 --threads 8``), timed from the first
+    enqueue to the last job completed: a plain Dramatiq actor with no ledger
+    (``bench.plain_actors``), then wch's ledger (``bench.wch_actors``, every wch
+    middleware, jobs dispatched one per transaction through
+    ``wch.dispatcher.dispatch`` like a webhook would) on SQLite and PostgreSQL.
+(b) ``wch.carts.cleanup_expired_carts`` deleting half of a table of carts,
+    run in a process of its own so its peak memory is the cleanup's alone.
+
+Each run uses its own RabbitMQ virtual host and throwaway databases.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import psycopg
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from bench.report import report
+from tests.support import (
+    WorkerProcess,
+    create_postgres_database,
+    create_vhost,
+    delete_vhost,
+    drop_postgres_database,
+    wait_for,
+)
+from wch import create_app
+from wch.carts import cleanup_expired_carts
+from wch.config import Settings
+from wch.db import db
+from wch.models import Cart
+
+WORKER_PROCESSES = 1
+WORKER_THREADS = 8
+EXPIRY_HOURS = 72
+HEADERS = ["case", "database", "items", "enqueue s", "total s", "per second", "vs plain",
+           "batches", "longest txn s", "peak RSS MB", "RSS growth MB"]
+
+
+def run(*, quick: bool) -> None:
+    jobs = 500 if quick else 5_000
+    carts = 20_000 if quick else 2_000_000
+    rows: list[list[Any]] = []
+    with tempfile.TemporaryDirectory(prefix="wch-bench-") as tmp:
+        rows += throughput(jobs=jobs, tmp=Path(tmp))
+        rows += cleanup(carts=carts, expired=carts // 2, tmp=Path(tmp))
+    report("core", HEADERS, rows, notes={
+        "command": "python -m bench core" + (" --quick" if quick else ""),
+        "worker": f"dramatiq <module> --processes {WORKER_PROCESSES} --threads {WORKER_THREADS}",
+        "throughput": "no-op jobs sent one at a time from this process (wch: dispatch + commit per job, "
+                      "published after commit with confirm_delivery; plain: a message enqueued with "
+                      "confirm_delivery), after one warm-up job. end to end: total s = first enqueue to last "
+                      "job completed, worker running meanwhile. drain backlog: the jobs are enqueued while the "
+                      "worker is stopped (SIGSTOP), total s = SIGCONT to last job completed",
+        "cleanup": f"half of the carts unconverted and idle past {EXPIRY_HOURS} h; the other half completed "
+                   "long ago or recently active; cleanup in a separate process with the default batch size; "
+                   "peak RSS = that process's ru_maxrss, growth = peak minus its RSS before the cleanup",
+        "machine_shared": "2 cores shared with other engineers' test runs: figures are noisy",
+    })
+
+
+# -- (a) throughput ---------------------------------------------------------------------------
+
+def throughput(*, jobs: int, tmp: Path) -> list[list[Any]]:
+    vhost = create_vhost()
+    try:
+        plain = _plain_throughput(jobs=jobs, vhost=vhost, tmp=tmp)
+        rows = _throughput_rows("jobs, plain dramatiq", "-", jobs, plain, plain)
+        sqlite_url = f"sqlite:///{tmp / 'throughput.sqlite3'}"
+        timing = _wch_throughput(jobs=jobs, vhost=vhost, database_url=sqlite_url, tmp=tmp)
+        rows += _throughput_rows("jobs, wch ledger", "sqlite", jobs, timing, plain)
+        postgres_url = create_postgres_database()
+        try:
+            timing = _wch_throughput(jobs=jobs, vhost=vhost, database_url=postgres_url, tmp=tmp)
+            rows += _throughput_rows("jobs, wch ledger", "postgresql", jobs, timing, plain)
+        finally:
+            drop_postgres_database(postgres_url)
+    finally:
+        delete_vhost(vhost)
+    return rows
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds to enqueue the jobs, from first enqueue to last completed, and to drain a backlog."""
+
+    enqueue: float
+    end_to_end: float
+    drain: float
+
+
+def _throughput_rows(case: str, database: str, jobs: int, timing: Timing, plain: Timing) -> list[list[Any]]:
+    blank = ["", "", "", ""]
+    return [
+        [f"{case}: end to end", database, jobs, timing.enqueue, timing.end_to_end, jobs / timing.end_to_end,
+         f"{plain.end_to_end / timing.end_to_end:.2f}x", *blank],
+        [f"{case}: drain backlog", database, jobs, "", timing.drain, jobs / timing.drain,
+         f"{plain.drain / timing.drain:.2f}x", *blank],
+    ]
+
+
+def _plain_throughput(*, jobs: int, vhost: str, tmp: Path) -> Timing:
+    counter = tmp / "plain.counter"
+    publisher = RabbitmqBroker(url=vhost, confirm_delivery=True, middleware=[])
+
+    def send(n: int) -> None:
+        publisher.enqueue(dramatiq.Message(queue_name="plain", actor_name="plain_noop", args=(), kwargs={"n": n},
+                                           options={}))
+
+    def completed() -> int:
+        return counter.stat().st_size if counter.exists() else 0
+
+    worker = _worker("bench.plain_actors", {"BENCH_BROKER_URL": vhost, "BENCH_COUNTER": str(counter)}, tmp)
+    try:
+        return _time_jobs(jobs, send=send, completed=completed, worker=worker)
+    finally:
+        worker.stop()
+        publisher.close()
+
+
+def _wch_throughput(*, jobs: int, vhost: str, database_url: str, tmp: Path) -> Timing:
+    import bench.wch_actors  # noqa: F401  (declares bench_noop, so dispatch knows its queue)
+    from wch.dispatcher import dispatch
+
+    app = _app(database_url, broker_url=vhost)
+
+    def send(n: int) -> None:
+        dispatch("bench_noop", {"n": n})
+        db.session.commit()
+
+    worker = _worker("bench.wch_actors", {"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": vhost,
+                                          "WCH_SECRET_KEY": "bench"}, tmp)
+    try:
+        with app.app_context(), _succeeded_counter(database_url) as completed:
+            return _time_jobs(jobs, send=send, completed=completed, worker=worker)
+    finally:
+        worker.stop()
+        _close(app)
+
+
+def _time_jobs(jobs: int, *, send: Callable[[int], None], completed: Callable[[], int],
+               worker: WorkerProcess) -> Timing:
+    """Time ``jobs`` jobs end to end, then the worker draining a backlog of as many."""
+    def done(count: int) -> Callable[[], bool]:
+        return lambda: _alive(worker) and completed() >= count
+
+    timeout = max(600, jobs / 5)
+    send(-1)
+    wait_for(done(1), timeout=120, what="the warm-up job")
+
+    started = time.perf_counter()
+    for n in range(jobs):
+        send(n)
+    enqueued = time.perf_counter() - started
+    wait_for(done(1 + jobs), timeout=timeout, interval=0.02, what=f"{jobs} jobs to complete")
+    end_to_end = time.perf_counter() - started
+
+    # A stopped worker lets the backlog build up without it competing for the CPU.
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    try:
+        for n in range(jobs):
+            send(n)
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
+    started = time.perf_counter()
+    wait_for(done(1 + 2 * jobs), timeout=timeout, interval=0.02, what=f"a backlog of {jobs} jobs to drain")
+    return Timing(enqueue=enqueued, end_to_end=end_to_end, drain=time.perf_counter() - started)
+
+
+def _worker(module: str, env: dict[str, str], tmp: Path) -> WorkerProcess:
+    return WorkerProcess(env=env, log=tmp / f"{module}.log", processes=WORKER_PROCESSES, threads=WORKER_THREADS,
+                         modules=(module,)).start()
+
+
+def _alive(worker: WorkerProcess) -> bool:
+    if worker.process.poll() is not None:
+        raise RuntimeError(f"the worker exited:\n{worker.output()[-4000:]}")
+    return True
+
+
+@contextmanager
+def _succeeded_counter(database_url: str) -> Iterator[Callable[[], int]]:
+    """Counts succeeded jobs on a connection of its own, outside wch's write transactions."""
+    query = "SELECT count(*) FROM jobs WHERE status = 'succeeded'"
+    if database_url.startswith("sqlite:"):
+        connection = sqlite3.connect(_sqlite_path(database_url), isolation_level=None)
+    else:
+        connection = psycopg.connect(database_url, autocommit=True)
+    try:
+        yield lambda: connection.execute(query).fetchone()[0]
+    finally:
+        connection.close()
+
+
+# -- (b) cart cleanup -------------------------------------------------------------------------
+
+def cleanup(*, carts: int, expired: int, tmp: Path) -> list[list[Any]]:
+    rows = [_cleanup_row("sqlite", f"sqlite:///{tmp / 'carts.sqlite3'}", carts, expired)]
+    postgres_url = create_postgres_database()
+    try:
+        rows.append(_cleanup_row("postgresql", postgres_url, carts, expired))
+    finally:
+        drop_postgres_database(postgres_url)
+    return rows
+
+
+def _cleanup_row(database: str, database_url: str, carts: int, expired: int) -> list[Any]:
+    _close(_app(database_url))
+    started = time.perf_counter()
+    _load_carts(database_url, carts=carts, expired=expired)
+    print(f"{database}: loaded {carts:,} carts in {time.perf_counter() - started:.1f} s")
+
+    measured = _in_child_process(_measure_cleanup, database_url)
+    remaining = _count(database_url, "SELECT count(*) FROM carts")
+    if measured["deleted"] != expired or remaining != carts - expired:
+        raise RuntimeError(f"cleanup deleted {measured['deleted']:,} carts, leaving {remaining:,}; "
+                           f"expected {expired:,} deleted")
+    return [
+        f"cleanup: {expired:,} expired of {carts:,}", database, measured["deleted"], "",
+        measured["duration_seconds"], measured["deleted"] / measured["duration_seconds"], "",
+        measured["batches"], measured["longest_batch_seconds"],
+        measured["peak_kb"] / 1024, (measured["peak_kb"] - measured["baseline_kb"]) / 1024,
+    ]
+
+
+def _measure_cleanup(database_url: str) -> dict[str, Any]:
+    """Run the cleanup as ``wch carts cleanup`` would; runs in a fresh process."""
+    app = _app(database_url)
+    with app.app_context():
+        settings = app.extensions["wch"].settings
+        db.session.scalar(select(func.count()).select_from(Cart))  # connected, as a worker would be
+        db.session.rollback()
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        run = cleanup_expired_carts(expiry_hours=EXPIRY_HOURS, batch_size=settings.cleanup_batch_size,
+                                    trigger="bench")
+        measured = run.to_dict()
+    measured |= {"baseline_kb": baseline, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    _close(app)
+    return measured
+
+
+def _in_child_process(function: Callable[[str], dict[str, Any]], argument: str) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(function, (argument,))
+
+
+CART_COLUMNS = ("customer_phone", "customer_name", "items", "total", "currency", "status",
+                "created_at", "updated_at")
+
+
+def _cart_rows(carts: int, expired: int) -> Iterator[tuple[str, ...]]:
+    """``expired`` unconverted carts idle past the expiry, spread among carts that must stay.
+
+    The rest are half completed long ago (never deleted) and half active
+    recently; timestamps keep an hour's margin from the cutoff.
+    """
+    rng = random.Random(20261129)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    day = 86_400
+    kept = 0
+    for i in range(carts):
+        if i * expired // carts != (i + 1) * expired // carts:
+            status = "active" if i % 4 < 2 else "abandoned"
+            idle = (EXPIRY_HOURS + 1) * 3600 + rng.uniform(0, 30 * day)
+        else:
+            kept += 1
+            if kept % 2:
+                status, idle = "completed", rng.uniform(0, 60 * day)
+            else:
+                status, idle = "active", rng.uniform(0, (EXPIRY_HOURS - 12) * 3600)
+        updated = now - timedelta(seconds=idle)
+        created = updated - timedelta(seconds=rng.uniform(0, 2 * day))
+        yield (f"+1555{i:07d}", f"Customer {i}", '[{"sku": "SKU-1", "qty": 2}]', "25.50", "USD", status,
+               created.isoformat(" ", "microseconds"), updated.isoformat(" ", "microseconds"))
+
+
+def _load_carts(database_url: str, *, carts: int, expired: int) -> None:
+    """Bulk-load carts with the driver itself: executemany on SQLite, COPY on PostgreSQL."""
+    rows = _cart_rows(carts, expired)
+    columns = ", ".join(CART_COLUMNS)
+    if database_url.startswith("sqlite:"):
+        connection = sqlite3.connect(_sqlite_path(database_url), isolation_level=None)
+        connection.execute("PRAGMA synchronous=OFF")
+        insert = f"INSERT INTO carts ({columns}) VALUES ({', '.join('?' * len(CART_COLUMNS))})"
+        while chunk := [row for _, row in zip(range(100_000), rows, strict=False)]:
+            connection.execute("BEGIN")
+            connection.executemany(insert, chunk)
+            connection.execute("COMMIT")
+        connection.close()
+        return
+    with psycopg.connect(database_url) as connection:
+        with connection.cursor().copy(f"COPY carts ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        connection.commit()
+        # A live table has statistics; a freshly loaded one has none until autovacuum gets to it.
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE carts")
+
+
+def _count(database_url: str, query: str) -> int:
+    if database_url.startswith("sqlite:"):
+        with sqlite3.connect(_sqlite_path(database_url)) as connection:
+            return connection.execute(query).fetchone()[0]
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(query).fetchone()[0]
+
+
+# -- shared -----------------------------------------------------------------------------------
+
+def _app(database_url: str, *, broker_url: str = "stub://") -> Flask:
+    """An app on ``database_url`` with the schema in place, publishing to ``broker_url``."""
+    settings = Settings.from_env({"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": broker_url,
+                                  "WCH_SECRET_KEY": "bench"})
+    app = create_app(settings)
+    with app.app_context():
+        upgrade(revision="heads")
+    return app
+
+
+def _close(app: Flask) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    publisher = app.extensions["wch"].publisher
+    if publisher is not None:
+        publisher.close()
+
+
+def _sqlite_path(database_url: str) -> str:
+    return database_url.removeprefix("sqlite:///")

@@ -1,0 +1,184 @@
+"""Signed WooCommerce webhooks into the web app under gunicorn, and their sync jobs against the fake Graph API.
+
+One run on this machine: gunicorn serving ``wch:create_app()`` on PostgreSQL,
+publishing to the real RabbitMQ; one ``dramatiq wch.actors`` worker process
+running the sync jobs against the fake Graph API (a local HTTP server,
+``tests.fake_graph``); a load generator of Python threads posting signed
+deliveries (half ``product.updated`` for distinct products, half
+``order.updated`` to ``completed`` for distinct orders, so each is one job).
+
+Reported: webhooks accepted and recorded per second (answered 200 "recorded"),
+answer latency, and the fraction of those webhooks whose sync job had finished
+(succeeded) when the load ended and after a drain window.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+
+from bench.report import report
+from tests import woo
+from tests.fake_graph import FakeGraph
+from tests.support import (
+    BIN,
+    ROOT,
+    WorkerProcess,
+    create_postgres_database,
+    create_vhost,
+    delete_vhost,
+    drop_postgres_database,
+    wait_for,
+)
+from wch import create_app
+from wch.config import Settings
+from wch.db import db
+from wch.models import Job
+
+GUNICORN_WORKERS = 3
+GUNICORN_THREADS = 4
+CLIENT_THREADS = 12
+WORKER_THREADS = 8
+DRAIN_SECONDS = 120
+HEADERS = ["case", "webhooks", "accepted", "load s", "accepted/s", "p50 ms", "p95 ms",
+           "jobs", "done at load end", "done after drain", "drain s", "Graph calls"]
+
+
+def run(*, quick: bool) -> None:
+    count = 400 if quick else 4_000
+    with tempfile.TemporaryDirectory(prefix="wch-bench-") as tmp:
+        row = measure(count=count, tmp=Path(tmp))
+    report("webhooks", HEADERS, [row], notes={
+        "command": "python -m bench webhooks" + (" --quick" if quick else ""),
+        "web": f"gunicorn -k gthread -w {GUNICORN_WORKERS} --threads {GUNICORN_THREADS} 'wch:create_app()' "
+               "on PostgreSQL, publishing to RabbitMQ (confirm_delivery)",
+        "worker": f"dramatiq wch.actors --processes 1 --threads {WORKER_THREADS}, on the same machine meanwhile",
+        "load": f"{CLIENT_THREADS} Python threads, keep-alive sessions; half product.updated (distinct products), "
+                "half order.updated to completed (distinct orders): one job per webhook",
+        "accepted": "answered 200 with outcome 'recorded' (snapshot, delivery id and job committed)",
+        "done": "fraction of accepted webhooks whose job succeeded (product: items_batch call; order: message "
+                f"sent), when the load ended and after draining up to {DRAIN_SECONDS} s",
+        "machine_shared": "2 cores shared by gunicorn, the worker, the load generator, the fake Graph API, "
+                          "PostgreSQL and RabbitMQ (and other engineers' test runs): figures are noisy",
+    })
+
+
+def measure(*, count: int, tmp: Path) -> list[Any]:
+    graph = FakeGraph().start()
+    database_url = create_postgres_database()
+    broker_url = create_vhost()
+    env = {"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": broker_url, "WCH_SECRET_KEY": "bench",
+           **woo.sync_env(graph.url), "WHATSAPP_READ_TIMEOUT": "10"}
+    settings = Settings.from_env(env)
+    app = create_app(settings, publisher=None)
+    with app.app_context():
+        upgrade(revision="heads")
+    port = _free_port()
+    web = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-k", "gthread", "-w", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wch:create_app()"],
+        env=os.environ | env, cwd=ROOT, stdout=(tmp / "gunicorn.log").open("wb"), stderr=subprocess.STDOUT)
+    worker = WorkerProcess(env=env, log=tmp / "worker.log", threads=WORKER_THREADS, modules=("wch.actors",)).start()
+    url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
+    try:
+        wait_for(lambda: _ping(url), timeout=60, what="gunicorn to answer")
+        deliveries = [woo.delivery(*_event(n)) for n in range(count)]
+        latencies, accepted, load_seconds = _load(url, deliveries)
+        with app.app_context():
+            done_at_end, jobs = _done()
+            started = time.monotonic()
+            wait_for(lambda: _done()[0] >= jobs, timeout=DRAIN_SECONDS, interval=0.5, what="jobs") if jobs else None
+            done_after, _ = _done()
+            drain = time.monotonic() - started
+            db.session.remove()
+            db.engine.dispose()
+    except AssertionError:
+        drain = DRAIN_SECONDS
+        with app.app_context():
+            done_after, _ = _done()
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        worker.stop()
+        graph.stop()
+        delete_vhost(broker_url)
+        drop_postgres_database(database_url)
+    latencies.sort()
+    return ["gunicorn + PostgreSQL", count, accepted, round(load_seconds, 2), round(accepted / load_seconds, 1),
+            round(statistics.median(latencies) * 1000, 1), round(latencies[int(len(latencies) * 0.95)] * 1000, 1),
+            jobs, f"{done_at_end / max(accepted, 1):.1%}", f"{done_after / max(accepted, 1):.1%}", round(drain, 1),
+            len(graph.received())]
+
+
+def _event(n: int) -> tuple[str, dict[str, Any]]:
+    if n % 2:
+        return "order.updated", woo.order(100_000 + n, "completed")
+    return "product.updated", woo.product(n + 1)
+
+
+def _load(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    accepted = 0
+    lock = threading.Lock()
+    feed = iter(deliveries)
+
+    def post_all() -> None:
+        nonlocal accepted
+        session = requests.Session()
+        while True:
+            with lock:
+                item = next(feed, None)
+            if item is None:
+                return
+            body, headers = item
+            began = time.perf_counter()
+            response = session.post(url, data=body, headers=headers, timeout=30)
+            took = time.perf_counter() - began
+            ok = response.status_code == 200 and response.json().get("outcome") == "recorded"
+            with lock:
+                latencies.append(took)
+                accepted += ok
+
+    threads = [threading.Thread(target=post_all) for _ in range(CLIENT_THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, accepted, time.perf_counter() - started
+
+
+def _done() -> tuple[int, int]:
+    """(jobs succeeded, jobs dispatched)."""
+    db.session.rollback()
+    done = db.session.scalar(select(func.count()).select_from(Job).where(Job.status == "succeeded"))
+    total = db.session.scalar(select(func.count()).select_from(Job))
+    db.session.rollback()
+    return done, total
+
+
+def _ping(url: str) -> bool:
+    try:
+        return requests.post(url, data=b"webhook_id=1", timeout=2,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,201 @@
+"""Campaigns in one process: the service functions, the batch job on the StubBroker, the fake Graph API."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.broadcast_support import add_contacts, max_in_any_second, phone
+from tests.conftest import run_jobs
+from wch import campaigns
+from wch.db import db
+from wch.models import Campaign, Recipient
+
+
+def counters(campaign_id: int) -> dict:
+    db.session.expire_all()
+    return campaigns.progress(campaign_id)
+
+
+def statuses(campaign_id: int) -> dict[str, int]:
+    return dict(db.session.execute(
+        select(Recipient.status, func.count()).where(Recipient.campaign_id == campaign_id).group_by(Recipient.status)
+    ).all())
+
+
+def csv_of(*rows: str) -> io.StringIO:
+    return io.StringIO("\n".join(rows) + "\n")
+
+
+# -- creating ----------------------------------------------------------------
+
+
+def test_csv_audience_normalises_phones_and_reports_bad_rows(wa_app):
+    result = campaigns.create_campaign(
+        name="Spring sale", template_name="spring_sale", template_parameters=["{name}"],
+        csv_file=csv_of("phone,name", "+49 151 0000 0001,Ann", "0049151-00000002,Bob", "not a phone,Cy",
+                        "+4915100000001,Ann again", "12,Dee"),
+    )
+    assert result.campaign.total == 2
+    assert sorted(r.phone for r in db.session.scalars(select(Recipient))) == [phone(1), phone(2)]
+    assert [(b.line, b.reason.split(" ")[0]) for b in result.bad_rows] == [(4, "'not"), (5, "+4915100000001"),
+                                                                            (6, "'12'")]
+    assert "appears earlier" in result.bad_rows[1].reason
+    assert result.bad_count == 3
+
+
+def test_all_contacts_audience_leaves_out_opted_out_contacts(wa_app):
+    add_contacts(5, opted_out=[1, 3])
+    campaign = campaigns.create_campaign(name="News", text="Hello {name}", all_contacts=True).campaign
+    assert campaign.total == 3 and campaign.status == "draft"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "", "template_name": "t"}, "needs a name"),
+    ({"name": "x"}, "either a template name or a text"),
+    ({"name": "x", "template_name": "t", "text": "hi"}, "either a template name or a text"),
+    ({"name": "x", "text": "hi {surname}"}, "unknown placeholder"),
+    ({"name": "x", "template_name": "t", "template_parameters": ["{oops"]}, "braces"),
+])
+def test_bad_campaigns_are_refused_and_nothing_is_created(wa_app, kwargs, message):
+    add_contacts(2)
+    with pytest.raises(campaigns.CampaignError, match=message):
+        campaigns.create_campaign(all_contacts=True, **kwargs)
+    assert db.session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_an_audience_without_valid_phones_is_refused(wa_app):
+    with pytest.raises(campaigns.CampaignError, match="no valid phone numbers"):
+        campaigns.create_campaign(name="x", template_name="t", csv_file=csv_of("phone", "nope"))
+    assert db.session.scalar(select(func.count()).select_from(Recipient)) == 0
+
+
+# -- sending -----------------------------------------------------------------
+
+
+def test_campaign_sends_each_recipient_once_and_counters_add_up(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(25, opted_out=[7])
+    campaign = campaigns.create_campaign(name="n", template_name="promo", template_parameters=["{name}"],
+                                         all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    sent_to = [r.recipient for r in fake_graph.messages()]
+    assert sorted(sent_to) == sorted(p for i, p in enumerate(map(phone, range(25))) if i != 7)
+    assert info["status"] == "completed"
+    assert (info["total"], info["sent"], info["failed"], info["skipped"], info["pending"]) == (24, 24, 0, 0, 0)
+    body = fake_graph.messages()[0].json
+    assert body["template"]["name"] == "promo"
+    assert body["template"]["components"][0]["parameters"][0]["text"].startswith("Customer ")
+    assert body["biz_opaque_callback_data"].startswith("wch:recipient:")
+
+
+def test_opted_out_after_creation_is_skipped(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(6)
+    campaign = campaigns.create_campaign(name="n", text="Hi {name}", all_contacts=True).campaign
+    from wch import contacts
+
+    contacts.opt_out(phone(2))
+    db.session.commit()
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    assert phone(2) not in [r.recipient for r in fake_graph.messages()]
+    assert len(fake_graph.messages()) == 5
+    assert (info["sent"], info["skipped"], info["status"]) == (5, 1, "completed")
+
+
+def test_rate_limits_and_server_errors_are_retried_and_the_campaign_completes(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(8)
+    fake_graph.rate_limit(times=2, recipient=phone(1))
+    fake_graph.fail(status=503, times=1, recipient=phone(4))
+    fake_graph.fail(status=500, times=1, recipient=phone(5))
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    assert (info["status"], info["sent"], info["failed"]) == ("completed", 8, 0)
+    ok = [r.recipient for r in fake_graph.messages() if r.status == 200]
+    assert sorted(ok) == sorted(map(phone, range(8)))  # each one accepted exactly once
+    assert len(fake_graph.messages(recipient=phone(1))) == 3
+
+
+def test_undeliverable_number_fails_only_that_recipient(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(6)
+    fake_graph.fail(code=131026, times=None, recipient=phone(3), message="(#131026) Message undeliverable")
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    assert (info["status"], info["sent"], info["failed"]) == ("completed", 5, 1)
+    failed = db.session.scalars(select(Recipient).where(Recipient.status == "failed")).one()
+    assert failed.phone == phone(3) and failed.error_code == 131026 and "131026" in failed.error
+    assert len(fake_graph.messages(recipient=phone(3))) == 1  # not retried
+
+
+def test_spam_limit_pauses_the_campaign_with_the_reason_and_resume_finishes_it(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(30)
+    fake_graph.fail(code=131048, times=1, recipient=phone(12), message="(#131048) Spam rate limit hit")
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    assert info["status"] == "paused" and "131048" in info["status_reason"]
+    assert info["sent"] < 30 and info["pending"] == 30 - info["sent"]
+    sent_before = len(fake_graph.messages())
+
+    campaigns.resume_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+    info = counters(campaign.id)
+    assert (info["status"], info["sent"]) == ("completed", 30)
+    accepted = [r.recipient for r in fake_graph.messages() if r.status == 200]
+    assert sorted(accepted) == sorted(map(phone, range(30)))
+    assert len(fake_graph.messages()) == 31 and sent_before <= 30
+
+
+def test_pause_cancel_and_retry_failed(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(4)
+    fake_graph.fail(code=131026, times=1, recipient=phone(0))
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+    assert (counters(campaign.id)["failed"], counters(campaign.id)["sent"]) == (1, 3)
+
+    assert campaigns.retry_failed(campaign.id) == 1
+    run_jobs(broker, wa_worker)
+    info = counters(campaign.id)
+    assert (info["status"], info["sent"], info["failed"]) == ("completed", 4, 0)
+
+    with pytest.raises(campaigns.CampaignError, match="only a sending or scheduled one can pause"):
+        campaigns.pause_campaign(campaign.id)
+
+    other = campaigns.create_campaign(name="m", template_name="t", all_contacts=True).campaign
+    campaigns.cancel_campaign(other.id)
+    info = counters(other.id)
+    assert (info["status"], info["skipped"], info["pending"]) == ("cancelled", 4, 0)
+    with pytest.raises(campaigns.CampaignError, match="only a draft or scheduled one can start"):
+        campaigns.start_campaign(other.id)
+
+
+def test_sends_are_paced_by_the_shared_rate_limit(wa_app, broker, wa_worker, fake_graph, monkeypatch):
+    add_contacts(60)
+    settings = wa_app.extensions["wch"].settings
+    monkeypatch.setitem(wa_app.extensions, "wch", type(wa_app.extensions["wch"])(
+        settings=settings.__class__(**{**settings.__dict__, "send_rate_limit": 20, "broadcast_batch_size": 20}),
+        publisher=wa_app.extensions["wch"].publisher))
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    times = [r.time for r in fake_graph.messages()]
+    assert len(times) == 60
+    assert max_in_any_second(times) <= 20
+    assert max(times) - min(times) >= 2.5  # 60 sends at 20/s cannot take less
+

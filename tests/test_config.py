@@ -1,0 +1,102 @@
+"""Settings from the environment: defaults, and one clear line naming the variable for every bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import BIN, ROOT
+from wch.config import DEFAULT_BROKER_URL, ConfigError, Settings
+
+
+def test_defaults(tmp_path):
+    settings = Settings.from_env({}, instance_path=tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve() / 'wch.sqlite3'}"
+    assert settings.broker_url == DEFAULT_BROKER_URL == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert settings.retry_delays == (60, 300, 900)
+    assert settings.cart_expiry_hours == 72
+    assert settings.result_ttl == 3600
+    assert settings.secret_key is None
+    assert settings.relay_grace == 10
+
+
+def test_values_are_read_and_postgres_urls_use_psycopg():
+    settings = Settings.from_env({
+        "WCH_DATABASE_URL": "postgres://u@db/wch",
+        "WCH_BROKER_URL": "stub://",
+        "WCH_RETRY_DELAYS": " 1, 2.5 ,3",
+        "WCH_CART_EXPIRY_HOURS": "48",
+        "WCH_RESULT_TTL": "60",
+        "WCH_RELAY_GRACE": "0",
+    })
+    assert settings.database_url == "postgresql+psycopg://u@db/wch"
+    assert settings.broker_is_stub
+    assert settings.retry_delays == (1, 2.5, 3)
+    assert (settings.cart_expiry_hours, settings.result_ttl, settings.relay_grace) == (48, 60, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WCH_RETRY_DELAYS", "x", "'x' is not a number of seconds"),
+        ("WCH_RETRY_DELAYS", "60,,900", "'' is not a number of seconds"),
+        ("WCH_RETRY_DELAYS", "60,-5", "cannot be negative"),
+        ("WCH_RETRY_DELAYS", "nan", "is not a number of seconds"),
+        ("WCH_RETRY_DELAYS", "inf", "is not a number of seconds"),
+        ("WCH_CART_EXPIRY_HOURS", "three", "'three' is not a whole number"),
+        ("WCH_CART_EXPIRY_HOURS", "1.5", "is not a whole number"),
+        ("WCH_CART_EXPIRY_HOURS", "-1", "must be greater than 0"),
+        ("WCH_CART_EXPIRY_HOURS", "0", "must be greater than 0"),
+        ("WCH_RESULT_TTL", "-3600", "must be greater than 0"),
+        ("WCH_CLEANUP_BATCH_SIZE", "lots", "is not a whole number"),
+        ("WCH_LEDGER_RETENTION_DAYS", "-1", "must be greater than 0"),
+        ("WCH_WORKER_HEARTBEAT", "0", "must be greater than 0"),
+        ("WCH_RELAY_GRACE", "-1", "cannot be negative"),
+        ("WCH_RELAY_GRACE", "soon", "is not a number of seconds"),
+        ("WCH_BROKER_URL", "redis://127.0.0.1:6379/0", "unknown scheme 'redis'"),
+        ("WCH_BROKER_URL", "127.0.0.1:5672", "unknown scheme"),
+        ("WCH_DATABASE_URL", "mysql://root@db/wch", "unknown scheme 'mysql'"),
+    ],
+)
+def test_a_bad_value_raises_a_config_error_naming_the_variable(name, value, message):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    assert str(error.value).startswith(f"{name}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = os.environ | {"WCH_DATABASE_URL": f"sqlite:///{tmp_path / 'wch.sqlite3'}", "WCH_BROKER_URL": "stub://"}
+    return subprocess.run(argv, env=environment | env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+def test_wch_command_with_a_bad_value_prints_one_line_and_fails(tmp_path):
+    result = run([str(BIN / "wch"), "jobs", "counts"], tmp_path, WCH_RETRY_DELAYS="x")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "wch: WCH_RETRY_DELAYS: 'x' is not a number of seconds (expected e.g. 60,300,900)"
+    ]
+
+
+def test_wch_command_with_an_unknown_broker_scheme_prints_one_line(tmp_path):
+    result = run([str(BIN / "wch"), "jobs", "counts", "--json"], tmp_path, WCH_BROKER_URL="redis://localhost")
+    assert result.returncode != 0
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("wch: WCH_BROKER_URL: unknown scheme")
+
+
+@pytest.mark.parametrize("program", ["dramatiq", "periodiq"])
+def test_worker_and_scheduler_with_a_bad_value_exit_with_one_line_from_wch(program, tmp_path):
+    argv = [str(BIN / program), "wch.actors"] + (["--processes", "1", "--threads", "1"] if program == "dramatiq" else [])
+    result = subprocess.run(argv, env=os.environ | {"WCH_CART_EXPIRY_HOURS": "-3"}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).splitlines()
+    # Besides the program's own timestamped log lines, wch says what is wrong in one line, with no traceback.
+    ours = [line for line in output if not line.startswith("[")]
+    assert ours == ["wch: WCH_CART_EXPIRY_HOURS: must be greater than 0, got -3"], output
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,124 @@
+"""Which copy of a job's message runs (StubBroker, fast): duplicates, early retries, redeliveries, far-off retries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.conftest import run_jobs
+from wch import dispatcher, outbox
+from wch.db import db, utcnow
+from wch.middleware import FixedRetries
+from wch.middleware.ledger import ATTEMPT
+from wch.models import Job, JobAttempt
+from wch.outbox import OutboxEntry
+
+
+def running(job_id: str) -> Job:
+    """Mark the job as running its first attempt, as a worker that took it would."""
+    job = db.session.get(Job, job_id)
+    job.status, job.attempts, job.started_at = "running", 1, utcnow()
+    db.session.add(JobAttempt(job_id=job_id, number=1, worker="elsewhere:1", started_at=job.started_at))
+    db.session.commit()
+    return job
+
+
+def copy_of(job_id: str, *, attempt: int, redelivered: bool = False):
+    message = OutboxEntry.of(db.session.get(Job, job_id)).message()
+    message = message.copy(options={**message.options, ATTEMPT: attempt})
+    db.session.rollback()
+    return message
+
+
+@pytest.fixture
+def redelivering(broker, monkeypatch):
+    """Mark every message the stub worker receives as redelivered, as RabbitMQ does after a worker died."""
+    from dramatiq.broker import MessageProxy
+
+    monkeypatch.setattr(MessageProxy, "redelivered", True, raising=False)
+
+
+def test_second_copy_of_a_running_job_is_skipped(app, broker, stub_worker, tmp_path):
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("echo", {"marker": str(marker)}, delay=60)
+    db.session.commit()
+    running(job.id)
+
+    broker.enqueue(copy_of(job.id, attempt=0))  # published again (by the relay, say) while it runs
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    assert not marker.exists()
+    assert db.session.get(Job, job.id).status == "running"
+
+
+def test_retry_that_arrives_before_the_previous_outcome_is_recorded_runs(app, broker, stub_worker, tmp_path):
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)}, delay=60)
+    db.session.commit()
+    running(job.id)
+
+    broker.enqueue(copy_of(job.id, attempt=1))  # the retry of attempt 1, published by its worker
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    job = db.session.get(Job, job.id)
+    assert marker.read_text().splitlines() == ["ran"]
+    assert (job.status, job.attempts, job.result) == ("succeeded", 2, 7)
+
+
+def test_redelivered_copy_of_a_running_job_runs_and_closes_the_interrupted_attempt(
+    app, broker, stub_worker, redelivering, tmp_path
+):
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)}, delay=60)
+    db.session.commit()
+    running(job.id)
+
+    broker.enqueue(copy_of(job.id, attempt=0))
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    job = db.session.get(Job, job.id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    assert [a.outcome for a in job.attempt_log] == ["interrupted", "succeeded"]
+
+
+def test_stale_copy_of_a_retrying_job_is_skipped(app, broker, stub_worker, redelivering, tmp_path):
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("echo", {"marker": str(marker)}, delay=60)
+    db.session.commit()
+    running(job.id)
+    row = db.session.get(Job, job.id)
+    row.status = "retrying"
+    db.session.commit()
+
+    # The first attempt's message, redelivered after RabbitMQ came back; its retry is the outbox's to publish.
+    broker.enqueue(copy_of(job.id, attempt=0))
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    assert not marker.exists() and db.session.get(Job, job.id).status == "retrying"
+
+
+def test_retry_later_than_the_broker_may_hold_is_left_to_the_relay(app, broker, stub_worker, monkeypatch, tmp_path):
+    retries = next(m for m in broker.middleware if isinstance(m, FixedRetries))
+    monkeypatch.setattr(retries, "max_delay", 0.05)  # the retry delays in tests are 0.1 s
+    state = app.extensions["wch"]
+    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings, relay_grace=0))
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("fail_then_succeed", {"marker": str(marker), "failures": 1})
+    db.session.commit()
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    row = db.session.get(Job, job.id)
+    assert (row.status, row.attempts, row.published_at) == ("retrying", 1, None)
+    assert row.eta is not None
+
+    assert outbox.relay() == 1
+    run_jobs(broker, stub_worker)
+    db.session.expire_all()
+    row = db.session.get(Job, job.id)
+    assert (row.status, row.attempts, row.result) == ("succeeded", 2, 2)

@@ -1,0 +1,212 @@
+"""Sync jobs on the in-process StubBroker against the fake Graph API: the catalog and order logic, fast."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from sqlalchemy import select
+
+from tests import woo
+from tests.conftest import _make_app, run_jobs, settings_for
+from wch import dispatcher
+from wch.db import db, utcnow
+from wch.middleware import AppContext
+from wch.models import Job, OrderNotification, Product
+
+
+@pytest.fixture
+def sync_env(fake_graph):
+    return woo.sync_env(fake_graph.url)
+
+
+@pytest.fixture
+def sync_app(sqlite_url, broker, sync_env):
+    app = _make_app(settings_for(sqlite_url, **sync_env), broker)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def worker(sync_app, broker):
+    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
+    app_context.app = sync_app
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    yield worker
+    db.session.remove()
+    worker.stop()
+    app_context.app = None
+
+
+@pytest.fixture
+def client(sync_app):
+    return sync_app.test_client()
+
+
+def run(broker, worker) -> None:
+    run_jobs(broker, worker)
+    db.session.expire_all()
+
+
+def last_job(type_: str) -> Job:
+    db.session.rollback()
+    return db.session.scalars(select(Job).where(Job.type == type_).order_by(Job.enqueued_at.desc())).first()
+
+
+def test_every_product_is_pushed_in_batches_of_at_most_1000(sync_app, broker, worker, fake_graph):
+    db.session.add_all(Product(store_id=n, retailer_id=f"SKU-{n}", name=f"P{n}", currency="EUR", price=n,
+                               availability="in stock", store_status="publish") for n in range(1, 2501))
+    db.session.commit()
+    result = sync_app.test_cli_runner().invoke(args=["sync", "products", "--all"])
+    assert result.exit_code == 0, result.output
+    run(broker, worker)
+
+    sizes = [len(batch.json["requests"]) for batch in fake_graph.batches()]
+    assert sizes == [1000, 1000, 500]
+    ids = [item["data"]["id"] for item in fake_graph.batch_items()]
+    assert ids == [f"SKU-{n}" for n in range(1, 2501)]
+    assert db.session.scalar(select(Product).where(Product.store_id == 2500)).synced_retailer_id == "SKU-2500"
+    assert [job.status for job in db.session.scalars(select(Job).where(Job.type == "sync_all_products"))] == [
+        "succeeded"] * 4  # three pages and the one that found nothing left
+
+
+def test_a_changed_sku_deletes_the_old_catalog_item(client, broker, worker, fake_graph):
+    woo.post(client, "product.updated", woo.product(41))
+    run(broker, worker)
+    woo.post(client, "product.updated", woo.product(41, sku="NEW-41", date_modified_gmt="2026-11-02T00:00:00"))
+    run(broker, worker)
+
+    second = fake_graph.batches()[1].json["requests"]
+    assert [(r["method"], r["data"]["id"]) for r in second] == [("DELETE", "SHIRT-41"), ("UPDATE", "NEW-41")]
+
+
+def test_a_deleted_product_is_deleted_from_the_catalog(client, broker, worker, fake_graph):
+    woo.post(client, "product.updated", woo.product(41))
+    run(broker, worker)
+    woo.post(client, "product.deleted", {"id": 41})
+    run(broker, worker)
+    assert fake_graph.batches()[1].json["requests"] == [{"method": "DELETE", "data": {"id": "SHIRT-41"}}]
+    # A product wch never pushed has nothing to delete.
+    woo.post(client, "product.deleted", {"id": 99})
+    run(broker, worker)
+    assert len(fake_graph.batches()) == 2 and last_job("product").result["skipped"] == "not in the catalog"
+
+
+def test_a_draft_product_stays_out_of_the_catalog(client, broker, worker, fake_graph):
+    woo.post(client, "product.created", woo.product(41, status="draft"))
+    run(broker, worker)
+    assert fake_graph.batches() == []
+
+
+def test_the_full_item_carries_price_currency_and_stock(client, broker, worker, fake_graph):
+    woo.post(client, "product.updated", woo.product(41, sale_price="29.90", stock_quantity=-2))
+    run(broker, worker)
+    [item] = fake_graph.batch_items()
+    assert item == {"method": "UPDATE", "data": {
+        "id": "SHIRT-41", "title": "Linen shirt 41", "description": "Soft linen & cotton.",
+        "availability": "in stock", "condition": "new", "price": "39.90 EUR", "sale_price": "29.90 EUR",
+        "quantity_to_sell_on_facebook": 0, "link": "https://shop.example/product/linen-shirt-41/",
+        "image_link": "https://shop.example/img/41.jpg"}}
+
+
+def test_an_explicit_sync_pushes_even_an_unchanged_product(sync_app, client, broker, worker, fake_graph):
+    woo.post(client, "product.updated", woo.product(41))
+    run(broker, worker)
+    dispatcher.dispatch("product", {"store_id": 41}, unique="41")
+    run(broker, worker)
+    assert len(fake_graph.batches()) == 1 and last_job("product").result["skipped"] == "catalog already up to date"
+
+    result = sync_app.test_cli_runner().invoke(args=["sync", "product", "41", "--json"])
+    assert result.exit_code == 0, result.output
+    run(broker, worker)
+    assert len(fake_graph.batches()) == 2
+
+
+def test_sync_commands_refuse_what_they_cannot_do(sync_app):
+    runner = sync_app.test_cli_runner()
+    assert "no product 5" in runner.invoke(args=["sync", "product", "5"]).output
+    assert "no order 5" in runner.invoke(args=["sync", "order", "5"]).output
+    assert "--all" in runner.invoke(args=["sync", "products"]).output
+    assert runner.invoke(args=["sync", "product", "abc"]).exit_code == 2
+    assert db.session.scalars(select(Job)).first() is None
+
+
+def test_order_message_is_a_template_outside_the_window(client, broker, worker, fake_graph):
+    woo.post(client, "order.updated", woo.order(900, "completed"))
+    run(broker, worker)
+    [message] = fake_graph.messages()
+    assert message.json["to"] == "+351912345678" and message.json["type"] == "template"
+    assert message.json["template"]["name"] == "order_update"
+    assert [p["text"] for p in message.json["template"]["components"][0]["parameters"]] == ["Ana", "900", "completed"]
+    assert message.json["biz_opaque_callback_data"] == "order:900:completed"
+    notification = db.session.scalars(select(OrderNotification)).one()
+    assert (notification.state, notification.kind, notification.wamid) == (
+        "sent", "template", message.answer["messages"][0]["id"])
+
+
+def test_order_message_is_text_inside_the_window_and_falls_back_to_a_template(client, broker, worker, fake_graph):
+    from wch import contacts
+
+    contact = contacts.get_or_create("+351912345678")
+    contact.last_inbound_at = utcnow() - timedelta(hours=2)
+    db.session.commit()
+    woo.post(client, "order.updated", woo.order(900, "processing"))
+    run(broker, worker)
+    assert fake_graph.messages()[0].json["text"]["body"] == "Hi Ana, your order #900 is now processing."
+
+    fake_graph.fail(code=131047)  # the window closed meanwhile
+    woo.post(client, "order.updated", woo.order(900, "on-hold", date_modified_gmt="2026-11-03T00:00:00"))
+    run(broker, worker)
+    types = [m.json["type"] for m in fake_graph.messages()]
+    assert types == ["text", "text", "template"]
+    assert last_job("order").status == "succeeded" and last_job("order").result["sent"] == "template"
+
+
+def test_an_opted_out_customer_gets_no_order_message(client, broker, worker, fake_graph):
+    from wch import contacts
+
+    contacts.opt_out("+351912345678")
+    db.session.commit()
+    woo.post(client, "order.updated", woo.order(900, "completed"))
+    run(broker, worker)
+    assert fake_graph.messages() == []
+    assert last_job("order").result["skipped"] == "customer opted out"
+
+
+def test_without_a_template_the_order_job_fails_at_once_naming_the_setting(sqlite_url, broker, fake_graph):
+    env = woo.sync_env(fake_graph.url)
+    del env["WCH_ORDER_TEMPLATE"]
+    app = _make_app(settings_for(sqlite_url, **env), broker)
+    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
+    app_context.app = app
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        with app.app_context():
+            woo.post(app.test_client(), "order.updated", woo.order(900, "completed"))
+            run(broker, worker)
+            job = last_job("order")
+            assert job.status == "failed" and job.attempts == 1 and "WCH_ORDER_TEMPLATE" in job.last_error
+            assert fake_graph.messages() == []
+            db.session.remove()
+    finally:
+        worker.stop()
+        app_context.app = None
+
+
+def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, worker, fake_graph):
+    fake_graph.timeout(seconds=3)  # past the 1 s read timeout of sync_env
+    woo.post(client, "order.updated", woo.order(900, "completed"))
+    run(broker, worker)
+    job = last_job("order")
+    assert job.status == "failed" and job.attempts == 1 and "not resending" in job.last_error
+    assert db.session.scalars(select(OrderNotification)).one().state == "uncertain"
+
+    dispatcher.retry(job.id)
+    run(broker, worker)
+    assert len(fake_graph.messages()) == 1
+    assert last_job("order").result["skipped"] == "message already sent or being sent"

@@ -1,0 +1,139 @@
+"""``/webhooks/whatsapp``: verification, signatures, statuses applied monotonically, inbound messages and opt-outs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from tests.broadcast_support import (
+    VERIFY_TOKEN,
+    add_contacts,
+    inbound_payload,
+    phone,
+    post_webhook,
+    status,
+    status_payload,
+)
+from tests.conftest import run_jobs
+from wch import campaigns
+from wch.db import db, utcnow
+from wch.models import Contact, Job, Recipient
+
+
+def sent_campaign(broker, worker, count=3):
+    add_contacts(count)
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, worker)
+    return campaign.id, {r.phone: r.wamid for r in db.session.scalars(select(Recipient))}
+
+
+def counters(campaign_id):
+    db.session.expire_all()
+    return campaigns.progress(campaign_id)
+
+
+def deliver(client, broker, worker, *statuses_):
+    response = post_webhook(client, status_payload(*statuses_))
+    assert response.status_code == 200
+    run_jobs(broker, worker)
+
+
+def test_verification_answers_the_challenge_for_our_token_only(wa_app):
+    client = wa_app.test_client()
+    ok = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN,
+                                                         "hub.challenge": "1158201444"})
+    assert ok.status_code == 200 and ok.get_data(as_text=True) == "1158201444"
+    wrong = client.get("/webhooks/whatsapp", query_string={"hub.mode": "subscribe", "hub.verify_token": "guess",
+                                                            "hub.challenge": "1158201444"})
+    assert wrong.status_code == 403 and "1158201444" not in wrong.get_data(as_text=True)
+
+
+def test_statuses_move_recipients_forward_and_counters_follow(wa_app, broker, wa_worker):
+    campaign_id, wamids = sent_campaign(broker, wa_worker)
+    client = wa_app.test_client()
+    a, b, c = (phone(i) for i in range(3))
+    deliver(client, broker, wa_worker,
+            status(wamids[a], "delivered", a), status(wamids[b], "delivered", b), status(wamids[b], "read", b))
+    info = counters(campaign_id)
+    assert (info["sent"], info["delivered"], info["read"], info["failed"]) == (3, 2, 1, 0)
+
+    deliver(client, broker, wa_worker, status(wamids[c], "failed", c, error_code=131026))
+    info = counters(campaign_id)
+    assert (info["sent"], info["delivered"], info["read"], info["failed"]) == (2, 2, 1, 1)
+    failed = db.session.scalars(select(Recipient).where(Recipient.phone == c)).one()
+    assert failed.status == "failed" and failed.error_code == 131026 and "undeliverable" in failed.error
+
+
+def test_replayed_and_out_of_order_statuses_count_once(wa_app, broker, wa_worker):
+    campaign_id, wamids = sent_campaign(broker, wa_worker)
+    client = wa_app.test_client()
+    a = phone(0)
+    read, delivered = status(wamids[a], "read", a), status(wamids[a], "delivered", a)
+    for _ in range(2):
+        deliver(client, broker, wa_worker, read)           # read before delivered, twice
+    deliver(client, broker, wa_worker, delivered, delivered)  # late delivered, duplicated in one payload
+    deliver(client, broker, wa_worker, status(wamids[a], "sent", a))
+
+    info = counters(campaign_id)
+    assert (info["sent"], info["delivered"], info["read"]) == (3, 1, 1)
+    recipient = db.session.scalars(select(Recipient).where(Recipient.phone == a)).one()
+    assert recipient.status == "read"
+    deliver(client, broker, wa_worker, status(wamids[a], "failed", a, error_code=131026))
+    assert counters(campaign_id)["failed"] == 0  # a read message does not fail afterwards
+
+
+def test_unsigned_or_badly_signed_deliveries_get_401_and_change_nothing(wa_app, broker, wa_worker):
+    campaign_id, wamids = sent_campaign(broker, wa_worker)
+    client = wa_app.test_client()
+    a = phone(0)
+    jobs_before = db.session.scalar(select(func.count()).select_from(Job))
+    payload = status_payload(status(wamids[a], "read", a))
+    assert post_webhook(client, payload, secret=None).status_code == 401
+    assert post_webhook(client, payload, secret="not-the-secret").status_code == 401
+    assert post_webhook(client, payload, signature="sha1=abc").status_code == 401
+    run_jobs(broker, wa_worker)
+    assert db.session.scalar(select(func.count()).select_from(Job)) == jobs_before
+    assert counters(campaign_id)["read"] == 0
+
+
+def test_a_recipient_left_in_flight_is_settled_by_its_status(wa_app, broker, wa_worker):
+    campaign_id, _ = sent_campaign(broker, wa_worker, count=2)
+    # As a worker that died after Meta took the message leaves it: sending, no wamid, flagged.
+    recipient = db.session.scalars(select(Recipient).where(Recipient.phone == phone(1))).one()
+    recipient.status, recipient.wamid, recipient.attention_at = "sending", None, utcnow()
+    campaign = campaigns.get_campaign(campaign_id)
+    campaign.sent -= 1
+    db.session.commit()
+    assert counters(campaign_id)["needs_attention"] == 1
+
+    entry = status("wamid.settled", "delivered", phone(1))
+    entry["biz_opaque_callback_data"] = f"wch:recipient:{recipient.id}"
+    deliver(wa_app.test_client(), broker, wa_worker, entry)
+    info = counters(campaign_id)
+    assert (info["sent"], info["delivered"], info["needs_attention"]) == (2, 1, 0)
+    db.session.refresh(recipient)
+    assert recipient.wamid == "wamid.settled" and recipient.status == "delivered"
+
+
+def test_inbound_messages_open_the_window_and_stop_start_opt_out_and_in(wa_app, broker, wa_worker):
+    client = wa_app.test_client()
+    customer = phone(42)
+    response = post_webhook(client, inbound_payload(customer, "Hi, is the red one in stock?", name="Ann"))
+    assert response.status_code == 200
+    run_jobs(broker, wa_worker)
+    contact = db.session.scalars(select(Contact).where(Contact.phone == customer)).one()
+    assert contact.name == "Ann" and contact.opted_out_at is None
+    assert utcnow() - contact.last_inbound_at < timedelta(minutes=1)
+
+    post_webhook(client, inbound_payload(customer, "  stop "))
+    run_jobs(broker, wa_worker)
+    db.session.refresh(contact)
+    assert contact.opted_out_at is not None
+
+    post_webhook(client, inbound_payload(customer, "UNSUBSCRIBE"))
+    post_webhook(client, inbound_payload(customer, "START"))
+    run_jobs(broker, wa_worker)
+    db.session.refresh(contact)
+    assert contact.opted_out_at is None

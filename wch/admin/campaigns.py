@@ -1,0 +1,150 @@
+"""Campaigns and reminder settings in the panel, on top of :mod:`wch.campaigns` and :mod:`wch.reminders`.
+
+Every change goes through those modules' functions, which validate and commit;
+these views only turn forms into calls and errors into messages.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+
+from wch import campaigns, reminders
+from wch.admin.auth import StaffOnly
+from wch.db import db
+from wch.models import RecipientStatus
+
+RECIPIENTS_PAGE = 100
+ACTIONS = {
+    "pause": lambda campaign_id: campaigns.pause_campaign(campaign_id),
+    "resume": lambda campaign_id: campaigns.resume_campaign(campaign_id),
+    "cancel": lambda campaign_id: campaigns.cancel_campaign(campaign_id),
+    "retry": lambda campaign_id: campaigns.retry_failed(campaign_id),
+}
+# Sample values for the reminder message's live preview.
+PREVIEW = {"name": "Ana", "items": "2 × Linen shirt, Canvas tote", "total": "R$ 97.80",
+           "cart_link": "https://store.example/cart/1234"}
+
+
+class CampaignsView(StaffOnly, BaseView):
+    """``/admin/campaigns/``: campaigns with their progress; create, start, pause, resume, cancel, retry failed."""
+
+    @expose("/")
+    def index(self):
+        found = campaigns.list_campaigns(limit=100)
+        return self.render("admin/wch/campaigns_list.html", campaigns=found)
+
+    @expose("/new", methods=["GET", "POST"])
+    def create(self):
+        form = request.form
+        if request.method == "GET":
+            return self.render("admin/wch/campaign_new.html", form={}, error=None)
+        upload = request.files.get("csv_file")
+        use_csv = form.get("audience") == "csv"
+        if use_csv and (upload is None or not upload.filename):
+            return self.render("admin/wch/campaign_new.html", form=form, error="choose a CSV file"), 400
+        use_template = form.get("kind", "template") == "template"
+        try:
+            start_at = _start_time(form)
+            result = campaigns.create_campaign(
+                name=form.get("name", ""),
+                template_name=form.get("template_name") if use_template else None,
+                template_language=form.get("template_language") or "en_US",
+                template_parameters=[p.strip() for p in form.get("template_parameters", "").splitlines()
+                                     if p.strip()] if use_template else (),
+                text=None if use_template else form.get("text"),
+                all_contacts=not use_csv,
+                csv_file=io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace") if use_csv else None,
+            )
+        except (campaigns.CampaignError, ValueError) as error:
+            db.session.rollback()
+            return self.render("admin/wch/campaign_new.html", form=form, error=str(error)), 400
+        campaign_id = result.campaign.id
+        if form.get("start") in {"now", "at"}:
+            try:
+                campaigns.start_campaign(campaign_id, at=start_at)
+            except campaigns.CampaignError as error:
+                db.session.rollback()
+                flash(f"Created, but not started: {error}", "warning")
+        flash(f"Campaign created with {result.campaign.total} recipient(s).", "success")
+        if result.bad_count:
+            flash(f"{result.bad_count} CSV row(s) were left out; see the report below.", "warning")
+        return self.render("admin/wch/campaign_created.html", result=result, campaign_id=campaign_id)
+
+    @expose("/<int:campaign_id>")
+    def details(self, campaign_id: int):
+        try:
+            progress = campaigns.progress(campaign_id)
+        except campaigns.CampaignNotFound:
+            abort(404)
+        status = request.args.get("status", "")
+        status = status if status in {s.value for s in RecipientStatus} else ""
+        page = max(0, request.args.get("page", 0, type=int))
+        rows = campaigns.list_recipients(campaign_id, status=status or None, limit=RECIPIENTS_PAGE + 1,
+                                         offset=page * RECIPIENTS_PAGE)
+        return self.render("admin/wch/campaign_detail.html", c=progress, recipients=rows[:RECIPIENTS_PAGE],
+                           has_more=len(rows) > RECIPIENTS_PAGE, page=page, status=status,
+                           statuses=[s.value for s in RecipientStatus])
+
+    @expose("/<int:campaign_id>/start", methods=["POST"])
+    def start(self, campaign_id: int):
+        try:
+            campaigns.start_campaign(campaign_id, at=_start_time(request.form))
+            flash("Campaign started." if request.form.get("start") != "at" else "Campaign scheduled.", "success")
+        except (campaigns.CampaignError, ValueError) as error:
+            db.session.rollback()
+            flash(str(error), "danger")
+        return redirect(url_for(".details", campaign_id=campaign_id))
+
+    @expose("/<int:campaign_id>/<action>", methods=["POST"])
+    def act(self, campaign_id: int, action: str):
+        if action not in ACTIONS:
+            abort(404)
+        try:
+            outcome = ACTIONS[action](campaign_id)
+            flash(f"{outcome} failed recipient(s) will be sent again." if action == "retry"
+                  else f"Campaign {outcome.status}.", "success")
+        except campaigns.CampaignError as error:
+            db.session.rollback()
+            flash(str(error), "danger")
+        return redirect(url_for(".details", campaign_id=campaign_id))
+
+
+class SettingsView(StaffOnly, BaseView):
+    """``/admin/settings/``: abandoned-cart reminders (enabled, delay, message with a live preview)."""
+
+    @expose("/", methods=["GET", "POST"])
+    def index(self):
+        errors: dict[str, str] = {}
+        if request.method == "POST":
+            data = {key: request.form.get(key, "") for key in ("delay_hours", "message", "template_name",
+                                                                 "template_language", "cart_url")}
+            data["enabled"] = request.form.get("enabled") == "on"
+            try:
+                reminders.save_settings(data)
+                flash("Reminder settings saved.", "success")
+                return redirect(url_for(".index"))
+            except reminders.ReminderSettingsError as error:
+                db.session.rollback()
+                errors = error.errors
+                values = data
+        else:
+            values = reminders.get_settings().to_dict()
+            db.session.rollback()  # get_settings may have added the default row: a GET saves nothing
+        return self.render("admin/wch/settings.html", values=values, errors=errors, preview=PREVIEW,
+                           placeholders=reminders.PLACEHOLDERS, min_hours=reminders.MIN_DELAY_HOURS,
+                           max_hours=reminders.MAX_DELAY_HOURS), 400 if errors else 200
+
+
+def _start_time(form) -> datetime | None:
+    """The ``start_at`` field (a ``datetime-local`` value, in UTC) when ``start`` is ``at``; else now (None)."""
+    if form.get("start") != "at":
+        return None
+    raw = (form.get("start_at") or "").strip()
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    except ValueError:
+        raise campaigns.CampaignError(f"{raw!r} is not a date and time (YYYY-MM-DD HH:MM, UTC)") from None

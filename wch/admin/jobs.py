@@ -1,0 +1,248 @@
+"""Jobs in the panel: a filtered list, a job's page, retry and cancel (one, selected, or all matching)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, request, url_for
+from flask_admin import BaseView, expose
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import load_only
+
+from wch import dispatcher
+from wch.admin.auth import StaffOnly
+from wch.db import db, utcnow
+from wch.models import Job, JobStatus
+from wch.redact import redact_text, redact_value
+
+PAGE_SIZE = 50
+# An error-text search reads at most this many failed jobs (newest first) of
+# the chosen type and time window, never the whole table: LIKE '%text%' cannot
+# use an index, so the scan itself has to be bounded.
+SEARCH_SCAN_CAP = 10_000
+MAX_SELECTED = 500
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+JOB_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+LIST_COLUMNS = (Job.id, Job.type, Job.status, Job.attempts, Job.enqueued_at, Job.eta, Job.finished_at, Job.last_error)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The list's filters, from the query string: type, status, time window and search text."""
+
+    type: str = ""
+    status: str = ""
+    since: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_args(cls, args) -> JobFilter:
+        status = args.get("status", "")
+        since = args.get("since", "")
+        return cls(
+            type=args.get("type", "").strip(),
+            status=status if status in {s.value for s in JobStatus} else "",
+            since=since if since in WINDOWS else "",
+            q=args.get("q", "").strip()[:200],
+        )
+
+    def as_args(self) -> dict[str, str]:
+        return {key: value for key, value in vars(self).items() if value}
+
+    @property
+    def is_id_search(self) -> bool:
+        return bool(JOB_ID.match(self.q))
+
+    @property
+    def is_error_search(self) -> bool:
+        return bool(self.q) and not self.is_id_search
+
+    def where(self, query, *, now: datetime):
+        if self.type:
+            query = query.where(Job.type == self.type)
+        if self.status:
+            query = query.where(Job.status == self.status)
+        if self.since:
+            query = query.where(Job.enqueued_at >= now - WINDOWS[self.since])
+        return query
+
+
+def failed_matching(filters: JobFilter, *, limit: int, now: datetime):
+    """Ids of failed jobs matching ``filters``, newest first, at most ``limit``.
+
+    With search text, only the newest :data:`SEARCH_SCAN_CAP` failed jobs of the
+    window are read (through ``ix_jobs_status_enqueued_at``), then filtered by
+    their error text.
+    """
+    failed = JobFilter(type=filters.type, status=JobStatus.FAILED.value, since=filters.since)
+    if not filters.q:
+        query = failed.where(select(Job.id), now=now).order_by(Job.enqueued_at.desc(), Job.id.desc())
+        return query.limit(limit)
+    if filters.is_id_search:
+        return select(Job.id).where(Job.id == filters.q.lower(), Job.status == JobStatus.FAILED.value)
+    window = failed.where(select(Job.id), now=now).order_by(Job.enqueued_at.desc()).limit(SEARCH_SCAN_CAP)
+    return (
+        select(Job.id)
+        .where(Job.id.in_(window.scalar_subquery()), func.lower(Job.last_error).contains(filters.q.lower(),
+                                                                                        autoescape=True))
+        .order_by(Job.enqueued_at.desc(), Job.id.desc())
+        .limit(limit)
+    )
+
+
+class JobsView(StaffOnly, BaseView):
+    """``/admin/jobs/``: the jobs ledger, newest first, filtered by type, status, time, id or error text."""
+
+    @expose("/")
+    def index(self):
+        now = utcnow()
+        filters = JobFilter.from_args(request.args)
+        query = select(Job).options(load_only(*LIST_COLUMNS))
+        notice = None
+        if filters.is_id_search:
+            # A job id is the primary key: one index lookup, whatever the other filters say.
+            query = query.where(Job.id == filters.q.lower())
+        elif filters.is_error_search:
+            if filters.status and filters.status != JobStatus.FAILED.value:
+                notice = "Error text is searched in failed jobs only."
+            query = query.where(Job.id.in_(failed_matching(filters, limit=SEARCH_SCAN_CAP, now=now).scalar_subquery()))
+            notice = notice or (f"Searching the error text of the newest {SEARCH_SCAN_CAP:,} failed jobs"
+                                f"{' of the chosen window' if filters.since else ''}; narrow the type or time "
+                                "window to look further back.")
+        else:
+            query = filters.where(query, now=now)
+        cursor = _parse_cursor(request.args.get("before", ""))
+        if cursor is not None:
+            at, job_id = cursor
+            # The <= bound lets the database walk the index; the OR breaks ties on the same instant.
+            query = query.where(Job.enqueued_at <= at, or_(Job.enqueued_at < at, and_(Job.enqueued_at == at,
+                                                                                     Job.id < job_id)))
+        rows = list(db.session.scalars(query.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(PAGE_SIZE + 1)))
+        older = None
+        if len(rows) > PAGE_SIZE:
+            rows = rows[:PAGE_SIZE]
+            older = url_for(".index", **filters.as_args(), before=_cursor(rows[-1]))
+        return self.render(
+            "admin/wch/jobs_list.html",
+            jobs=rows,
+            filters=filters,
+            types=dispatcher.job_types(),
+            statuses=[s.value for s in JobStatus],
+            windows=list(WINDOWS),
+            older=older,
+            first_page=cursor is None,
+            notice=notice,
+            errors={job.id: _short(redact_text(job.last_error)) for job in rows},
+            now=now,
+        )
+
+    @expose("/<job_id>")
+    def details(self, job_id: str):
+        job = db.session.get(Job, job_id)
+        if job is None:
+            abort(404)
+        return self.render(
+            "admin/wch/job_detail.html",
+            job=job,
+            args_text=_pretty(redact_value(job.args)),
+            result_text=_pretty(redact_value(job.result)) if job.result is not None else None,
+            last_error=redact_text(job.last_error),
+            traceback=redact_text(job.traceback),
+            attempts=[
+                {"attempt": a, "error": redact_text(a.error), "traceback": redact_text(a.traceback)}
+                for a in job.attempt_log
+            ],
+            now=utcnow(),
+        )
+
+    @expose("/<job_id>/retry", methods=["POST"])
+    def retry(self, job_id: str):
+        self._act(dispatcher.retry, [job_id], done="retrying")
+        return redirect(url_for(".details", job_id=job_id))
+
+    @expose("/<job_id>/cancel", methods=["POST"])
+    def cancel(self, job_id: str):
+        self._act(dispatcher.cancel, [job_id], done="canceled")
+        return redirect(url_for(".details", job_id=job_id))
+
+    @expose("/bulk", methods=["POST"])
+    def bulk(self):
+        ids = request.form.getlist("ids")[:MAX_SELECTED]
+        action = request.form.get("action")
+        if action not in {"retry", "cancel"}:
+            abort(400, "unknown action")
+        if not ids:
+            flash("Select some jobs first.", "warning")
+        elif action == "retry":
+            self._act(dispatcher.retry, ids, done="retrying")
+        else:
+            self._act(dispatcher.cancel, ids, done="canceled")
+        return redirect(_same_site(request.form.get("next")) or url_for(".index"))
+
+    @expose("/retry-failed", methods=["GET", "POST"])
+    def retry_matching(self):
+        """Retry every failed job the filter matches, up to ``WCH_PANEL_RETRY_CAP``, after a confirmation."""
+        cap = current_app.extensions["wch"].settings.panel_retry_cap
+        source = request.form if request.method == "POST" else request.args
+        filters = JobFilter.from_args(source)
+        now = utcnow()
+        if request.method == "POST" and request.form.get("confirm") == "yes":
+            ids = list(db.session.scalars(failed_matching(filters, limit=cap, now=now)))
+            self._act(dispatcher.retry, ids, done="retrying")
+            return redirect(url_for(".index", **filters.as_args()))
+        matching = db.session.scalar(
+            select(func.count()).select_from(failed_matching(filters, limit=cap + 1, now=now).subquery())
+        )
+        return self.render("admin/wch/jobs_retry_confirm.html", filters=filters, matching=matching, cap=cap)
+
+    def _act(self, action, ids: list[str], *, done: str) -> None:
+        """Apply ``action`` to each job in its own transaction, so one refusal does not undo the others."""
+        applied, refused = 0, []
+        for job_id in ids:
+            try:
+                action(job_id)
+                db.session.commit()
+                applied += 1
+            except dispatcher.DispatchError as error:
+                db.session.rollback()
+                refused.append(str(error))
+        if applied:
+            flash(f"{applied} job(s) {done}.", "success")
+        for message in refused[:5]:
+            flash(message, "warning")
+        if len(refused) > 5:
+            flash(f"… and {len(refused) - 5} more job(s) refused.", "warning")
+
+
+def _cursor(job: Job) -> str:
+    return f"{job.enqueued_at.isoformat()}~{job.id}"
+
+
+def _parse_cursor(raw: str) -> tuple[datetime, str] | None:
+    at, _, job_id = raw.partition("~")
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return (parsed, job_id) if parsed.tzinfo and job_id else None
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _short(text: str | None, length: int = 120) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[-1] if text.strip() else ""
+    return line if len(line) <= length else line[: length - 1] + "…"
+
+
+def _same_site(target: str | None) -> str | None:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None

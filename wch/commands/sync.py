@@ -1,0 +1,58 @@
+"""``wch sync``: push products to the WhatsApp catalog and order updates to customers, as jobs."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from wch.commands.output import echo_json, json_option
+from wch.db import db
+from wch.dispatcher import dispatch
+from wch.models import Job, Order, Product
+
+
+@click.group()
+def sync() -> None:
+    """Catalog and order sync with WhatsApp (dispatches jobs; workers run them)."""
+
+
+@sync.command("product")
+@click.argument("store_id", type=click.IntRange(min=1))
+@json_option
+@with_appcontext
+def sync_product(store_id: int, as_json: bool) -> None:
+    """Push product STORE_ID (its WooCommerce id) to the catalog now, even if it looks up to date."""
+    if db.session.scalars(select(Product.id).where(Product.store_id == store_id)).first() is None:
+        raise click.ClickException(f"no product {store_id}: wch learns of products from the store's webhooks")
+    _report(dispatch("product", {"store_id": store_id, "force": True}), as_json)
+
+
+@sync.command("products")
+@click.option("--all", "all_", is_flag=True, help="Every product (required: a reminder that this is a bulk push).")
+@json_option
+@with_appcontext
+def sync_products(all_: bool, as_json: bool) -> None:
+    """Push every product to the catalog, in items_batch calls of at most WCH_CATALOG_BATCH_SIZE items."""
+    if not all_:
+        raise click.UsageError("say --all to push every product (one product: wch sync product ID)")
+    _report(dispatch("sync_all_products", {"after": 0}, unique="after:0"), as_json)
+
+
+@sync.command("order")
+@click.argument("store_id", type=click.IntRange(min=1))
+@json_option
+@with_appcontext
+def sync_order(store_id: int, as_json: bool) -> None:
+    """Tell order STORE_ID's customer its current status, unless they were told already."""
+    if db.session.scalars(select(Order.id).where(Order.store_id == store_id)).first() is None:
+        raise click.ClickException(f"no order {store_id}: wch learns of orders from the store's webhooks")
+    _report(dispatch("order", {"store_id": store_id}, unique=str(store_id)), as_json)
+
+
+def _report(job: Job, as_json: bool) -> None:
+    db.session.commit()
+    if as_json:
+        echo_json({"job": job.id, "type": job.type, "args": job.args, "status": job.status})
+    else:
+        click.echo(f"dispatched {job.type} job {job.id} ({job.status})")

@@ -1,0 +1,139 @@
+"""Snapshots of the store's products and orders, as its webhooks last described them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from wch.db import UTCDateTime, db, utcnow
+
+
+class Product(db.Model):
+    """A WooCommerce product and what was last pushed of it to the WhatsApp catalog.
+
+    ``retailer_id`` is the catalog item id (the SKU, or ``wc_<store id>`` without
+    one); ``synced_retailer_id`` is the id it is in the catalog under, so a
+    changed SKU deletes the old item. ``synced_hash`` fingerprints the last
+    full push: an update that changes nothing the catalog shows makes no call.
+    """
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    store_id: Mapped[int] = mapped_column(Integer, unique=True)
+    retailer_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(500), default="")
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    sale_price: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    stock_quantity: Mapped[int | None] = mapped_column(Integer)
+    availability: Mapped[str] = mapped_column(String(32), default="in stock")
+    store_status: Mapped[str] = mapped_column(String(32), default="publish")
+    image_url: Mapped[str | None] = mapped_column(String(2048))
+    product_url: Mapped[str | None] = mapped_column(String(2048))
+    store_modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    synced_retailer_id: Mapped[str | None] = mapped_column(String(100))
+    synced_hash: Mapped[str | None] = mapped_column(String(64))
+    sync_handle: Mapped[str | None] = mapped_column(String(200))
+
+    @property
+    def in_catalog(self) -> bool:
+        """Whether the product should be visible in the WhatsApp catalog."""
+        return self.deleted_at is None and self.store_status == "publish"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id,
+            "retailer_id": self.retailer_id,
+            "name": self.name,
+            "price": None if self.price is None else str(self.price),
+            "sale_price": None if self.sale_price is None else str(self.sale_price),
+            "currency": self.currency,
+            "stock_quantity": self.stock_quantity,
+            "availability": self.availability,
+            "store_status": self.store_status,
+            "deleted": self.deleted_at is not None,
+            "synced_at": self.synced_at.isoformat() if self.synced_at else None,
+            "synced_retailer_id": self.synced_retailer_id,
+        }
+
+
+class Order(db.Model):
+    """A WooCommerce order and the last status its customer was told about."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    store_id: Mapped[int] = mapped_column(Integer, unique=True)
+    number: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    total: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    store_modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    notified_status: Mapped[str | None] = mapped_column(String(32))
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store_id": self.store_id,
+            "number": self.number,
+            "status": self.status,
+            "customer_name": self.customer_name,
+            "total": None if self.total is None else str(self.total),
+            "currency": self.currency,
+            "notified_status": self.notified_status,
+        }
+
+
+class OrderNotification(db.Model):
+    """The one message a customer gets about one status of one order.
+
+    The row is committed (``sending``) before the call to Meta, so a job that is
+    retried, redelivered after its worker died, or dispatched again by a
+    repeated webhook never sends a second message. ``state``: ``sending``,
+    ``sent``, ``failed`` (Meta refused; a retry may send), ``uncertain`` (the
+    call was cut off after it left: Meta may have sent it, so it is not resent).
+    """
+
+    __tablename__ = "order_notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    wamid: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("order_id", "status", name="uq_order_notifications_order_status"),)
+
+
+class WebhookDelivery(db.Model):
+    """A store webhook delivery already handled, so a repeated delivery changes nothing."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id", name="uq_webhook_deliveries_source_delivery"),
+        Index("ix_webhook_deliveries_received_at", "received_at"),
+    )

@@ -1,0 +1,187 @@
+"""Tell customers on WhatsApp when their order changes status: once per (order, status).
+
+The notification row is committed as ``sending`` before Meta is called. A
+retried job, a job redelivered after its worker died, or a second job from a
+repeated webhook finds that row and sends nothing; only an error answer from
+Meta (the message certainly was not sent) releases it for the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from wch.config import Settings
+from wch.db import db, utcnow
+from wch.dispatcher import dispatch
+from wch.models import Job, Order, OrderNotification
+from wch.whatsapp import NeedsTemplate, WhatsAppClient, WhatsAppError
+from wch.whatsapp.client import MissingSetting
+from wch.woocommerce import OrderSnapshot
+
+logger = logging.getLogger(__name__)
+
+SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
+
+
+class MessageMayHaveBeenSent(Exception):
+    """Meta's answer was lost after the message left; it is not sent again, to avoid a duplicate."""
+
+
+def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
+    """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written)."""
+    order = db.session.scalars(select(Order).where(Order.store_id == snapshot.store_id)).first()
+    if order is None:
+        order = Order(store_id=snapshot.store_id)
+        db.session.add(order)
+    elif (snapshot.modified_at is not None and order.store_modified_at is not None
+          and snapshot.modified_at < order.store_modified_at):
+        return order, False
+    order.number = snapshot.number
+    order.status = snapshot.status
+    order.customer_phone = customer_phone(snapshot.phone, snapshot.country)
+    order.customer_name = snapshot.customer_name
+    order.total = snapshot.total
+    order.currency = snapshot.currency
+    order.store_modified_at = snapshot.modified_at or order.store_modified_at
+    order.updated_at = utcnow()
+    return order, True
+
+
+def request_notification(order: Order, settings: Settings) -> Job | None:
+    """Dispatch the order's notification job if its status is one customers hear about and is news to them."""
+    if order.status not in settings.order_notify_statuses or order.status == order.notified_status:
+        return None
+    return dispatch("order", {"store_id": order.store_id}, unique=str(order.store_id))
+
+
+def customer_phone(raw: str | None, country: str | None) -> str | None:
+    """The billing phone in E.164 form, read as international first, then as a number of the billing country."""
+    if not raw:
+        return None
+    try:
+        from wch.contacts import InvalidPhone, normalize_phone
+    except ImportError:  # contacts are another module's; without it, keep the digits
+        digits = "".join(c for c in raw if c.isdigit())
+        return f"+{digits.removeprefix('00')}" if digits else None
+    for region in (None, country):
+        try:
+            return normalize_phone(raw, default_region=region)
+        except InvalidPhone:
+            continue
+    return None
+
+
+def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
+    """Send the customer one message about the order's current status, unless it has been sent already."""
+    order = db.session.scalars(select(Order).where(Order.store_id == store_id)).first()
+    if order is None:
+        return {"store_id": store_id, "skipped": "unknown order"}
+    status, phone = order.status, order.customer_phone
+    result: dict[str, Any] = {"store_id": store_id, "status": status}
+    if status not in settings.order_notify_statuses:
+        return result | {"skipped": "status not notified"}
+    if order.notified_status == status:
+        return result | {"skipped": "customer already told"}
+    if not phone:
+        return result | {"skipped": "no valid phone number"}
+    opted_out, in_window = _recipient(phone)
+    if opted_out:
+        return result | {"skipped": "customer opted out"}
+    text = _text(order)
+    parameters = [_first_name(order.customer_name), order.number, _label(status)]
+    order_id = order.id
+    notification = _claim(order_id, status)
+    if notification is None:
+        return result | {"skipped": "message already sent or being sent"}
+
+    client = client_factory()
+    kind = "text" if in_window else "template"
+    try:
+        try:
+            if kind == "text":
+                wamid = client.send_text(phone, text, callback_data=f"order:{store_id}:{status}")
+            else:
+                wamid = _send_template(client, settings, phone, parameters, store_id, status)
+        except NeedsTemplate:
+            # The 24-hour window closed since the customer's last message; Meta sent nothing.
+            kind = "template"
+            wamid = _send_template(client, settings, phone, parameters, store_id, status)
+    except WhatsAppError as error:
+        _release(notification, error)
+        if error.sent_unknown:
+            raise MessageMayHaveBeenSent(f"{error}; not resending order {store_id}'s {status!r} message") from None
+        raise
+    now = utcnow()
+    db.session.execute(update(OrderNotification).where(OrderNotification.id == notification)
+                       .values(state=SENT, kind=kind, wamid=wamid, sent_at=now, error=None))
+    db.session.execute(update(Order).where(Order.id == order_id).values(notified_status=status, notified_at=now))
+    db.session.commit()
+    return result | {"sent": kind, "wamid": wamid}
+
+
+def _send_template(client: WhatsAppClient, settings: Settings, phone: str, parameters: list[str],
+                   store_id: int, status: str) -> str:
+    if not settings.order_template:
+        raise MissingSetting("WCH_ORDER_TEMPLATE is not set: outside the 24-hour window only a template can be sent")
+    return client.send_template(phone, settings.order_template, settings.order_template_language, parameters,
+                                callback_data=f"order:{store_id}:{status}")
+
+
+def _claim(order_id: int, status: str) -> int | None:
+    """Take the (order, status) message for this attempt; ``None`` if it was sent or is being sent."""
+    db.session.rollback()  # the claim is its own short transaction
+    try:
+        row = OrderNotification(order_id=order_id, status=status, state=SENDING, created_at=utcnow())
+        db.session.add(row)
+        db.session.flush()
+        row_id = row.id  # read before commit: reading it after would open a transaction (a SQLite lock) for the send
+        db.session.commit()
+        return row_id
+    except IntegrityError:
+        db.session.rollback()
+    released = db.session.execute(
+        update(OrderNotification)
+        .where(OrderNotification.order_id == order_id, OrderNotification.status == status,
+               OrderNotification.state == FAILED)
+        .values(state=SENDING, error=None)
+        .returning(OrderNotification.id)
+    ).scalar()
+    db.session.commit()
+    return released
+
+
+def _release(notification_id: int, error: WhatsAppError) -> None:
+    """Record why the send failed; a certain failure lets a later attempt send, an uncertain one does not."""
+    db.session.rollback()
+    state = UNCERTAIN if error.sent_unknown else FAILED
+    db.session.execute(update(OrderNotification).where(OrderNotification.id == notification_id)
+                       .values(state=state, error=str(error)[:2000]))
+    db.session.commit()
+
+
+def _recipient(phone: str) -> tuple[bool, bool]:
+    """(opted out, inside the 24-hour window) from the contacts table, if the contacts module is installed."""
+    try:
+        from wch import contacts
+    except ImportError:
+        return False, False
+    contact = contacts.find(phone)
+    if contact is None:
+        return False, False
+    return contact.opted_out_at is not None, contacts.in_session_window(contact)
+
+
+def _label(status: str) -> str:
+    return status.replace("-", " ")
+
+
+def _first_name(name: str | None) -> str:
+    return (name or "").split(" ")[0] or "there"
+
+
+def _text(order: Order) -> str:
+    return f"Hi {_first_name(order.customer_name)}, your order #{order.number} is now {_label(order.status)}."

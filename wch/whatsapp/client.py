@@ -1,0 +1,213 @@
+"""A small, thread-safe client of the WhatsApp Cloud API (Graph API) on ``requests``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+from wch.config import ConfigError
+from wch.db import utcnow
+from wch.redact import register_secret
+from wch.whatsapp.errors import ConfigurationError, RetryLater, WhatsAppError, classify
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = (3.05, 10)
+MAX_CALLBACK_DATA = 512  # bytes Meta keeps in biz_opaque_callback_data
+APP_KEY = "wch_whatsapp_client"
+_create_lock = threading.Lock()
+
+
+class MissingSetting(ConfigurationError, ConfigError):
+    """A WhatsApp setting the job needs is not configured; the message names the variable."""
+
+
+class WhatsAppClient:
+    """Sends messages and catalog updates through Meta's Graph API.
+
+    Parameters:
+      api_url: base URL including the Graph version (``https://graph.facebook.com/v21.0``).
+      access_token: the system-user token; sent as a Bearer header, never logged.
+      phone_number_id: the business phone number messages are sent from.
+      catalog_id: the commerce catalog ``items_batch`` writes to.
+      timeout: ``(connect, read)`` seconds for each call.
+      pool_size: connections kept open, enough for that many concurrent sends.
+
+    One client may be shared by many threads: the session is configured here
+    and never changed afterwards.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        access_token: str,
+        phone_number_id: str | None,
+        catalog_id: str | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        pool_size: int = 64,
+    ) -> None:
+        if not access_token:
+            raise MissingSetting("WHATSAPP_ACCESS_TOKEN is not set")
+        register_secret(access_token)
+        self.api_url = api_url.rstrip("/")
+        self.phone_number_id = phone_number_id or None
+        self.catalog_id = catalog_id or None
+        self.timeout = timeout
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update({"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+
+    @classmethod
+    def from_settings(cls, settings, **options: Any) -> WhatsAppClient:
+        """A client configured by ``WHATSAPP_*`` settings; raises :class:`MissingSetting` if the token is unset."""
+        return cls(
+            api_url=settings.whatsapp_api_url,
+            access_token=settings.whatsapp_access_token,
+            phone_number_id=settings.whatsapp_phone_number_id,
+            catalog_id=settings.whatsapp_catalog_id,
+            timeout=(settings.whatsapp_connect_timeout, settings.whatsapp_read_timeout),
+            **options,
+        )
+
+    @classmethod
+    def for_app(cls, app) -> WhatsAppClient:
+        """The client of ``app``'s settings, made once per process so its connection pool is reused."""
+        client = app.extensions.get(APP_KEY)
+        if client is None:
+            with _create_lock:
+                client = app.extensions.get(APP_KEY)
+                if client is None:
+                    client = app.extensions[APP_KEY] = cls.from_settings(app.extensions["wch"].settings)
+        return client
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> WhatsAppClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- messages ---------------------------------------------------------
+
+    def send_text(self, to: str, body: str, *, callback_data: str | None = None) -> str:
+        """Send a free-form text (only inside the customer's 24 h window); returns the message id (wamid)."""
+        return self._send(to, {"type": "text", "text": {"preview_url": False, "body": body}}, callback_data)
+
+    def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str,
+        parameters: list[str] | None = None,
+        *,
+        callback_data: str | None = None,
+    ) -> str:
+        """Send an approved template; ``parameters`` fill its body's ``{{1}}``, ``{{2}}``…; returns the wamid."""
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if parameters:
+            template["components"] = [
+                {"type": "body", "parameters": [{"type": "text", "text": str(value)} for value in parameters]}
+            ]
+        return self._send(to, {"type": "template", "template": template}, callback_data)
+
+    def _send(self, to: str, content: dict[str, Any], callback_data: str | None) -> str:
+        if not self.phone_number_id:
+            raise MissingSetting("WHATSAPP_PHONE_NUMBER_ID is not set")
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **content}
+        if callback_data is not None:
+            if len(callback_data.encode()) > MAX_CALLBACK_DATA:
+                raise ValueError(f"callback_data is longer than {MAX_CALLBACK_DATA} bytes")
+            payload["biz_opaque_callback_data"] = callback_data
+        answer = self._call("POST", f"{self.phone_number_id}/messages", json=payload)
+        try:
+            return answer["messages"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            raise WhatsAppError(f"unexpected answer to a send: no message id in {_short(answer)}") from None
+
+    # -- catalog ----------------------------------------------------------
+
+    def items_batch(self, requests: list[dict[str, Any]], *, item_type: str = "PRODUCT_ITEM") -> dict[str, Any]:
+        """Create, update (upsert) or delete catalog items in one call; returns Meta's answer (``handles``)."""
+        if not requests:
+            raise ValueError("items_batch needs at least one request")
+        body = {"item_type": item_type, "allow_upsert": True, "requests": requests}
+        return self._call("POST", f"{self._catalog()}/items_batch", json=body)
+
+    def batch_status(self, handle: str) -> dict[str, Any]:
+        """Meta's processing status of an ``items_batch`` call (``{"data": [{"status": ..., "errors": ...}]}``)."""
+        return self._call("GET", f"{self._catalog()}/check_batch_request_status", params={"handle": handle})
+
+    def _catalog(self) -> str:
+        if not self.catalog_id:
+            raise MissingSetting("WHATSAPP_CATALOG_ID is not set")
+        return self.catalog_id
+
+    # -- transport --------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        where = f"{method} /{path}"
+        try:
+            response = self.session.request(method, f"{self.api_url}/{path}", timeout=self.timeout, **kwargs)
+        except requests.ConnectTimeout:
+            raise RetryLater(f"WhatsApp API timed out connecting ({where})") from None
+        except requests.Timeout as error:
+            raise RetryLater(f"WhatsApp API timed out ({where}): {type(error).__name__}", sent_unknown=True) from None
+        except requests.ConnectionError as error:
+            raise RetryLater(f"WhatsApp API unreachable ({where}): {_reason(error)}",
+                             sent_unknown=not _never_connected(error)) from None
+        except requests.RequestException as error:
+            raise WhatsAppError(f"WhatsApp API request failed ({where}): {type(error).__name__}") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code >= 400 or not isinstance(answer, dict) or "error" in answer:
+            if answer is None:
+                answer = {"error": {"message": f"non-JSON answer: {_short(response.text)}"}}
+            error = classify(response.status_code, answer, retry_after=_retry_after(response))
+            logger.warning("%s failed: %s", where, error)
+            raise error
+        logger.debug("%s -> HTTP %s", where, response.status_code)
+        return answer
+
+
+def _never_connected(error: requests.ConnectionError) -> bool:
+    # urllib3 wraps a refused or unresolvable connection in NewConnectionError:
+    # nothing was sent, so sending again cannot duplicate anything.
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, (NewConnectionError, NameResolutionError))
+
+
+def _reason(error: requests.ConnectionError) -> str:
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return type(reason or error).__name__
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
