@@ -1,7 +1,7 @@
 """The admin panel at scale: response times of its busiest pages on an empty and a full database.
 
-A full database holds 1,000,000 ledger rows (two weeks of jobs: 90 % succeeded,
-5 % failed, 3 % canceled, 2 % pending) and 1,000,000 carts (a month of
+A full database holds 1,000,000 ledger rows (two weeks of jobs, newest first: a
+backlog of 2 % still pending, then 92 % succeeded, 5 % failed, 3 % canceled) and 1,000,000 carts (a month of
 activity), bulk-inserted straight into the tables (``--quick``: 20,000 of
 each). Each page is requested through the Flask app in-process by a
 logged-in admin: a few warm-up requests, then the median and 95th percentile
@@ -154,8 +154,10 @@ def _jobs(count: int) -> Iterator[tuple]:
     for index in range(count):
         enqueued = now - timedelta(seconds=span * index / count)  # newest first, evenly spread
         roll = rng.random()
-        status = ("succeeded" if roll < 0.90 else "failed" if roll < 0.95 else "canceled" if roll < 0.98
-                  else "queued" if roll < 0.995 else "retrying")
+        if index < count * 0.02:  # a backlog: the newest 2 % still wait, as in a real ledger
+            status = "queued" if roll < 0.75 else "retrying"
+        else:
+            status = "succeeded" if roll < 0.92 else "failed" if roll < 0.97 else "canceled"
         finished = enqueued + timedelta(seconds=rng.uniform(0.1, 5)) if status in ("succeeded", "failed",
                                                                                    "canceled") else None
         type_ = TYPES[index % len(TYPES)]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
-import resource
 import signal
 import sqlite3
 import tempfile
@@ -74,8 +73,10 @@ def run(*, quick: bool) -> None:
                       "job completed, worker running meanwhile. drain backlog: the jobs are enqueued while the "
                       "worker is stopped (SIGSTOP), total s = SIGCONT to last job completed",
         "cleanup": f"half of the carts unconverted and idle past {EXPIRY_HOURS} h; the other half completed "
-                   "long ago or recently active; cleanup in a separate process with the default batch size; "
-                   "peak RSS = that process's ru_maxrss, growth = peak minus its RSS before the cleanup",
+                   "long ago or recently active; cleanup in a separate process, "
+                   f"{Settings.cleanup_batch_size} carts per batch (the default); "
+                   "peak RSS = that process's VmHWM (not ru_maxrss, which Linux carries over exec from the "
+                   "parent), growth = peak after the cleanup minus peak just before it",
         "machine_shared": "2 cores shared with other engineers' test runs: figures are noisy",
     })
 
@@ -163,7 +164,8 @@ def _time_jobs(jobs: int, *, send: Callable[[int], None], completed: Callable[[]
                worker: WorkerProcess) -> Timing:
     """Time ``jobs`` jobs end to end, then the worker draining a backlog of as many."""
     def done(count: int) -> Callable[[], bool]:
-        return lambda: _alive(worker) and completed() >= count
+        progress = _Progress(completed)
+        return lambda: _alive(worker) and progress.count() >= count
 
     timeout = max(600, jobs / 5)
     send(-1)
@@ -186,6 +188,29 @@ def _time_jobs(jobs: int, *, send: Callable[[int], None], completed: Callable[[]
     started = time.perf_counter()
     wait_for(done(1 + 2 * jobs), timeout=timeout, interval=0.02, what=f"a backlog of {jobs} jobs to drain")
     return Timing(enqueue=enqueued, end_to_end=end_to_end, drain=time.perf_counter() - started)
+
+
+class _Progress:
+    """Counts completed jobs, and gives up when none completes for ``patience`` seconds.
+
+    Jobs stop completing when RabbitMQ was restarted under the run (another
+    engineer's test may stop it): the figures would be meaningless, so say so.
+    """
+
+    def __init__(self, completed: Callable[[], int], *, patience: float = 60) -> None:
+        self.completed = completed
+        self.patience = patience
+        self.last = -1
+        self.since = time.monotonic()
+
+    def count(self) -> int:
+        count = self.completed()
+        if count != self.last:
+            self.last, self.since = count, time.monotonic()
+        elif time.monotonic() - self.since > self.patience:
+            raise RuntimeError(f"no job completed for {self.patience:.0f} s ({count} done): was RabbitMQ "
+                               "stopped during the run? Jobs it did not confirm wait for the outbox relay; rerun.")
+        return count
 
 
 def _worker(module: str, env: dict[str, str], tmp: Path) -> WorkerProcess:
@@ -251,13 +276,25 @@ def _measure_cleanup(database_url: str) -> dict[str, Any]:
         settings = app.extensions["wch"].settings
         db.session.scalar(select(func.count()).select_from(Cart))  # connected, as a worker would be
         db.session.rollback()
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        baseline = _peak_rss_kb()
         run = cleanup_expired_carts(expiry_hours=EXPIRY_HOURS, batch_size=settings.cleanup_batch_size,
                                     trigger="bench")
         measured = run.to_dict()
-    measured |= {"baseline_kb": baseline, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    measured |= {"baseline_kb": baseline, "peak_kb": _peak_rss_kb()}
     _close(app)
     return measured
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory in kB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux keeps it across exec, so a freshly spawned process
+    would report its parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status: the cleanup benchmark measures memory on Linux only")
 
 
 def _in_child_process(function: Callable[[str], dict[str, Any]], argument: str) -> dict[str, Any]:

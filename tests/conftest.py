@@ -167,6 +167,7 @@ def spawn_worker(rabbit_app, rabbitmq_url, tmp_path):
         return worker
 
     yield spawn
+    db.session.rollback()  # SQLite: a test's open transaction would block the workers' last writes
     for worker in started:
         worker.stop()
 

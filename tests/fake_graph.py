@@ -6,7 +6,8 @@ It speaks the shapes wch uses:
   ``{"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid.<unique>"}]}``;
 - ``POST /{version}/{catalog_id}/items_batch`` answers ``{"handles": ["<handle>"]}``;
 - ``GET /{version}/{catalog_id}/check_batch_request_status?handle=H`` answers
-  ``{"data": [{"handle": H, "status": "finished", "errors": [], ...}]}``.
+  ``{"data": [{"handle": H, "status": "finished", "errors": [], ...}]}`` (set
+  ``batch_status_value`` and ``batch_errors`` to report otherwise).
 
 Every request is recorded (time, method, path, query, headers, parsed JSON),
 thread-safely. Tell it how to misbehave with :meth:`FakeGraph.fail`,
@@ -90,6 +91,7 @@ class FakeGraph:
     def __init__(self, *, version: str = VERSION, batch_status: str = "finished") -> None:
         self.version = version
         self.batch_status_value = batch_status
+        self.batch_errors: list[dict[str, Any]] = []  # what batch checks report as rejected items
         self.requests: list[Recorded] = []
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
@@ -246,8 +248,9 @@ class FakeGraph:
             handle = record.query.get("handle")
             if not handle:
                 return 400, _error(100, "(#100) The parameter handle is required")
-            return 200, {"data": [{"handle": handle, "status": self.batch_status_value, "errors": [],
-                                   "errors_total_count": 0, "warnings": [], "warnings_total_count": 0}]}
+            return 200, {"data": [{"handle": handle, "status": self.batch_status_value, "errors": self.batch_errors,
+                                   "errors_total_count": len(self.batch_errors), "warnings": [],
+                                   "warnings_total_count": 0}]}
         return 404, _error(803, "(#803) Some of the aliases you requested do not exist", "OAuthException")
 
 

@@ -246,3 +246,60 @@ def test_demo_fills_an_empty_database_once_and_its_admin_can_log_in(app):
 
     again = runner.invoke(args=["demo"])
     assert again.exit_code != 0 and "not empty" in again.output
+
+
+def test_dashboard_numbers_are_the_same_on_sqlite_and_postgresql(database_url):
+    from flask_migrate import upgrade
+
+    from tests.conftest import settings_for
+    from wch.overview import overview
+
+    app = create_app(settings_for(database_url), publisher=None)
+    with app.app_context():
+        upgrade(revision="heads")
+        add_job(status="failed", ago=timedelta(minutes=90))
+        add_job(status="succeeded", ago=timedelta(minutes=30))
+        add_job(status="succeeded", ago=timedelta(hours=26))
+        add_job(status="queued", ago=timedelta(minutes=12))
+        old = utcnow() - timedelta(hours=100)
+        db.session.add_all([Cart(customer_phone="+1", status="active", updated_at=old, created_at=old),
+                            Cart(customer_phone="+2", status="abandoned", reminder_sent_at=utcnow()),
+                            Cart(customer_phone="+3", status="completed", reminder_sent_at=utcnow(),
+                                 recovered_at=utcnow())])
+        db.session.commit()
+        numbers = overview(app.extensions["wch"].settings)
+        assert numbers["finished_24h"] == {"succeeded": 1, "failed": 1}
+        assert sum(numbers["hourly"]["succeeded"]) == 1 and sum(numbers["hourly"]["failed"]) == 1
+        assert numbers["hourly"]["succeeded"][-1] + numbers["hourly"]["succeeded"][-2] == 1
+        assert 11 * 60 < numbers["oldest_pending"]["echo"] < 13 * 60
+        carts = numbers["carts"]
+        assert (carts["active"], carts["abandoned"], carts["completed_7d"]) == (1, 1, 1)
+        assert carts["expired_awaiting_cleanup"] == 1
+        assert (carts["reminders_sent_7d"], carts["recovered_7d"], carts["recovery_rate"]) == (2, 1, 0.5)
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.rabbitmq
+def test_queue_depths_come_from_rabbitmq_without_consuming(rabbitmq_url):
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from tests.conftest import purge_queues
+    from wch.queue_depths import broker_depths
+
+    publisher = RabbitmqBroker(url=rabbitmq_url, confirm_delivery=True, middleware=[])
+    publisher.declare_queue("sync")
+    try:
+        for value in range(3):
+            publisher.enqueue(dramatiq.Message(queue_name="sync", actor_name="echo", args=(), kwargs={"value": value},
+                                               options={}))
+        depths = {q.name: q for q in broker_depths(rabbitmq_url).queues}
+        assert depths["sync"].ready == 3 and depths["carts"].ready in (0, None)
+        assert {q.name: q.ready for q in broker_depths(rabbitmq_url).queues}["sync"] == 3  # nothing was consumed
+    finally:
+        publisher.close()
+        purge_queues(rabbitmq_url)
+
+    down = broker_depths("amqp://guest:guest@127.0.0.1:1/%2F")
+    assert down.reachable is False and down.error

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from tests.panel import PASSWORD, add_job, client_for, csrf_token, log_in, make_user
 from wch.db import db
-from wch.models import Job, User
+from wch.models import Campaign, Job, ReminderSettings, User
 from wch.security import is_csrf_exempt
 
 PLACEHOLDERS = {"job_id": "00000000-0000-0000-0000-000000000000", "cart_id": 1, "campaign_id": 1,
@@ -31,11 +31,14 @@ def admin_rules(app, method: str) -> list[str]:
 
 
 def state() -> tuple:
-    """What an admin POST could change: jobs (id, status) and users."""
+    """What an admin POST could change: jobs, users, campaigns and the reminder settings."""
     db.session.rollback()
     jobs = tuple(db.session.execute(select(Job.id, Job.status).order_by(Job.id)).all())
     users = tuple(db.session.execute(select(User.email, User.role)).all())
-    return jobs, users
+    campaigns = tuple(db.session.execute(select(Campaign.id, Campaign.status)).all())
+    settings = tuple(db.session.execute(select(ReminderSettings.delay_hours, ReminderSettings.enabled)).all())
+    db.session.rollback()
+    return jobs, users, campaigns, settings
 
 
 def test_every_admin_page_redirects_to_log_in_without_a_session(app):

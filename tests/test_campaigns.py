@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.broadcast_support import add_contacts, max_in_any_second, phone
 from tests.conftest import run_jobs
-from wch import campaigns
-from wch.db import db
+from wch import campaigns, contacts
+from wch.broadcast import sweep_stale_claims
+from wch.db import db, utcnow
 from wch.models import Campaign, Recipient
 
 
@@ -96,8 +100,6 @@ def test_campaign_sends_each_recipient_once_and_counters_add_up(wa_app, broker, 
 def test_opted_out_after_creation_is_skipped(wa_app, broker, wa_worker, fake_graph):
     add_contacts(6)
     campaign = campaigns.create_campaign(name="n", text="Hi {name}", all_contacts=True).campaign
-    from wch import contacts
-
     contacts.opt_out(phone(2))
     db.session.commit()
     campaigns.start_campaign(campaign.id)
@@ -186,10 +188,9 @@ def test_pause_cancel_and_retry_failed(wa_app, broker, wa_worker, fake_graph):
 
 def test_sends_are_paced_by_the_shared_rate_limit(wa_app, broker, wa_worker, fake_graph, monkeypatch):
     add_contacts(60)
-    settings = wa_app.extensions["wch"].settings
-    monkeypatch.setitem(wa_app.extensions, "wch", type(wa_app.extensions["wch"])(
-        settings=settings.__class__(**{**settings.__dict__, "send_rate_limit": 20, "broadcast_batch_size": 20}),
-        publisher=wa_app.extensions["wch"].publisher))
+    state = wa_app.extensions["wch"]
+    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings, send_rate_limit=20,
+                                                               broadcast_batch_size=20))
     campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
     campaigns.start_campaign(campaign.id)
     run_jobs(broker, wa_worker)
@@ -199,3 +200,72 @@ def test_sends_are_paced_by_the_shared_rate_limit(wa_app, broker, wa_worker, fak
     assert max_in_any_second(times) <= 20
     assert max(times) - min(times) >= 2.5  # 60 sends at 20/s cannot take less
 
+
+
+def test_scheduled_campaign_is_started_by_the_sweep_when_due(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(3)
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id, at=utcnow() + timedelta(hours=2))
+    assert counters(campaign.id)["status"] == "scheduled"
+    run_jobs(broker, wa_worker)
+    assert fake_graph.messages() == []
+
+    campaigns.get_campaign(campaign.id).start_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert sweep_stale_claims(older_than=timedelta(minutes=10))["started"] == 1
+    run_jobs(broker, wa_worker)
+    assert counters(campaign.id)["status"] == "completed" and len(fake_graph.messages()) == 3
+
+
+def test_sweep_releases_untried_claims_and_flags_stale_in_flight_ones(wa_app):
+    add_contacts(3)
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    untried, in_flight, fresh = db.session.scalars(select(Recipient).order_by(Recipient.id)).all()
+    long_ago = utcnow() - timedelta(hours=1)
+    untried.claim, untried.claimed_at = "dead-job", long_ago
+    in_flight.claim, in_flight.claimed_at, in_flight.status = "dead-job", long_ago, "sending"
+    fresh.claim, fresh.claimed_at = "live-job", utcnow()
+    db.session.commit()
+
+    assert sweep_stale_claims(older_than=timedelta(minutes=10)) == {"released": 1, "flagged": 1, "started": 0}
+    db.session.expire_all()
+    assert untried.claim is None and untried.status == "pending"
+    assert in_flight.status == "sending" and in_flight.attention_at is not None
+    assert fresh.claim == "live-job"
+    assert counters(campaign.id)["needs_attention"] == 1
+
+
+def test_cli_creates_from_csv_and_shows_progress(wa_app, tmp_path):
+    csv_path = tmp_path / "audience.csv"
+    csv_path.write_text(f"phone,name\n{phone(1)},Ann\nbad,Bob\n{phone(2)},Cy\n")
+    runner = wa_app.test_cli_runner()
+    result = runner.invoke(args=["campaigns", "create", "--name", "Launch", "--template", "launch",
+                                 "--param", "{name}", "--csv", str(csv_path)])
+    assert result.exit_code == 0, result.output
+    campaign_id = int(result.stdout.strip().splitlines()[-1])
+    assert "line 3: 'bad' left out" in result.stderr
+
+    shown = runner.invoke(args=["campaigns", "show", str(campaign_id), "--json"])
+    info = json.loads(shown.stdout)
+    assert (info["name"], info["status"], info["total"], info["pending"]) == ("Launch", "draft", 2, 2)
+
+    refused = runner.invoke(args=["campaigns", "pause", str(campaign_id)])
+    assert refused.exit_code != 0 and "only a sending or scheduled one can pause" in refused.output
+    missing = runner.invoke(args=["campaigns", "create", "--name", "x", "--template", "t"])
+    assert missing.exit_code != 0 and "choose the audience" in missing.output
+
+
+def test_cancel_while_sending_stops_and_the_rest_are_skipped(wa_app, broker, wa_worker, fake_graph, monkeypatch):
+    add_contacts(60)
+    state = wa_app.extensions["wch"]
+    monkeypatch.setattr(state, "settings", dataclasses.replace(state.settings, send_rate_limit=20))
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    fake_graph.wait_for_requests(5, "messages")
+    campaigns.cancel_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    sent = len(fake_graph.messages())
+    assert info["status"] == "cancelled" and sent < 60
+    assert (info["sent"], info["skipped"], info["pending"], info["in_flight"]) == (sent, 60 - sent, 0, 0)

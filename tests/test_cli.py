@@ -147,3 +147,15 @@ def test_unique_dispatch_on_the_command_line_returns_the_pending_job(wch):
 def test_workers_when_none_has_announced_itself(wch):
     assert json.loads(wch("workers", "--json").output) == []
     assert "no worker has announced itself" in wch("workers").output
+
+
+def test_retry_of_a_unique_job_whose_successor_is_pending_is_refused(wch):
+    first = dispatch(wch, "echo", '{"value": 1}', "--unique", "--delay", "60")
+    assert wch("jobs", "cancel", first).exit_code == 0
+    second = dispatch(wch, "echo", '{"value": 1}', "--unique", "--delay", "60")
+    assert second != first
+
+    result = wch("jobs", "retry", first)
+    assert result.exit_code != 0
+    assert f"job {second} with the same dedupe key is pending" in result.output
+    assert dict((i, s) for i, s, _ in rows()) == {first: "canceled", second: "queued"}

@@ -91,7 +91,9 @@ def test_wch_command_with_an_unknown_broker_scheme_prints_one_line(tmp_path):
 
 @pytest.mark.parametrize("program", ["dramatiq", "periodiq"])
 def test_worker_and_scheduler_with_a_bad_value_exit_with_one_line_from_wch(program, tmp_path):
-    argv = [str(BIN / program), "wch.actors"] + (["--processes", "1", "--threads", "1"] if program == "dramatiq" else [])
+    argv = [str(BIN / program), "wch.actors"]
+    if program == "dramatiq":
+        argv += ["--processes", "1", "--threads", "1"]
     result = subprocess.run(argv, env=os.environ | {"WCH_CART_EXPIRY_HOURS": "-3"}, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0

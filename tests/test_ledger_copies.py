@@ -16,7 +16,7 @@ from wch.outbox import OutboxEntry
 
 
 def running(job_id: str) -> Job:
-    """Mark the job as running its first attempt, as a worker that took it would."""
+    """Mark the job as running its first attempt, as a worker elsewhere that took it would."""
     job = db.session.get(Job, job_id)
     job.status, job.attempts, job.started_at = "running", 1, utcnow()
     db.session.add(JobAttempt(job_id=job_id, number=1, worker="elsewhere:1", started_at=job.started_at))
@@ -24,7 +24,13 @@ def running(job_id: str) -> Job:
     return job
 
 
-def copy_of(job_id: str, *, attempt: int, redelivered: bool = False):
+def unpublished_commit() -> None:
+    """Commit without publishing: the test publishes the copies it wants."""
+    db.session.info.pop(outbox.SESSION_KEY, None)
+    db.session.commit()
+
+
+def copy_of(job_id: str, *, attempt: int):
     message = OutboxEntry.of(db.session.get(Job, job_id)).message()
     message = message.copy(options={**message.options, ATTEMPT: attempt})
     db.session.rollback()
@@ -41,8 +47,8 @@ def redelivering(broker, monkeypatch):
 
 def test_second_copy_of_a_running_job_is_skipped(app, broker, stub_worker, tmp_path):
     marker = tmp_path / "runs"
-    job = dispatcher.dispatch("echo", {"marker": str(marker)}, delay=60)
-    db.session.commit()
+    job = dispatcher.dispatch("echo", {"marker": str(marker)})
+    unpublished_commit()
     running(job.id)
 
     broker.enqueue(copy_of(job.id, attempt=0))  # published again (by the relay, say) while it runs
@@ -55,8 +61,8 @@ def test_second_copy_of_a_running_job_is_skipped(app, broker, stub_worker, tmp_p
 
 def test_retry_that_arrives_before_the_previous_outcome_is_recorded_runs(app, broker, stub_worker, tmp_path):
     marker = tmp_path / "runs"
-    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)}, delay=60)
-    db.session.commit()
+    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)})
+    unpublished_commit()
     running(job.id)
 
     broker.enqueue(copy_of(job.id, attempt=1))  # the retry of attempt 1, published by its worker
@@ -72,8 +78,8 @@ def test_redelivered_copy_of_a_running_job_runs_and_closes_the_interrupted_attem
     app, broker, stub_worker, redelivering, tmp_path
 ):
     marker = tmp_path / "runs"
-    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)}, delay=60)
-    db.session.commit()
+    job = dispatcher.dispatch("echo", {"value": 7, "marker": str(marker)})
+    unpublished_commit()
     running(job.id)
 
     broker.enqueue(copy_of(job.id, attempt=0))
@@ -87,8 +93,8 @@ def test_redelivered_copy_of_a_running_job_runs_and_closes_the_interrupted_attem
 
 def test_stale_copy_of_a_retrying_job_is_skipped(app, broker, stub_worker, redelivering, tmp_path):
     marker = tmp_path / "runs"
-    job = dispatcher.dispatch("echo", {"marker": str(marker)}, delay=60)
-    db.session.commit()
+    job = dispatcher.dispatch("echo", {"marker": str(marker)})
+    unpublished_commit()
     running(job.id)
     row = db.session.get(Job, job.id)
     row.status = "retrying"
@@ -122,3 +128,70 @@ def test_retry_later_than_the_broker_may_hold_is_left_to_the_relay(app, broker, 
     db.session.expire_all()
     row = db.session.get(Job, job.id)
     assert (row.status, row.attempts, row.result) == ("succeeded", 2, 2)
+
+
+def test_late_periodic_trigger_skipped_by_periodiq_is_not_left_running(app, broker, stub_worker):
+    from datetime import timedelta
+
+    from wch.actors.maintenance import hourly
+
+    message = hourly.send_with_options(scheduled_at=(utcnow() - timedelta(minutes=5)).isoformat())
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    job = db.session.get(Job, message.message_id)
+    assert job.status == "canceled" and "too late" in job.last_error
+    assert [a.outcome for a in job.attempt_log] == ["skipped"]
+    assert dispatcher.pending_counts() == {}, "the hourly work was not dispatched"
+
+
+def test_job_run_before_its_dispatcher_marks_it_published_keeps_its_retry_in_the_outbox(
+    app, broker, stub_worker, monkeypatch, tmp_path
+):
+    retries = next(m for m in broker.middleware if isinstance(m, FixedRetries))
+    monkeypatch.setattr(retries, "max_delay", 0.05)  # so the retry is left to the relay
+    publish = broker.enqueue
+
+    def publish_then_let_the_worker_run_it(message, *, delay=None):
+        published = publish(message, delay=delay)
+        broker.join(message.queue_name, fail_fast=False)
+        stub_worker.join()
+        return published
+
+    monkeypatch.setattr(broker, "enqueue", publish_then_let_the_worker_run_it)
+    job = dispatcher.dispatch("fail_then_succeed", {"marker": str(tmp_path / "runs"), "failures": 1})
+    db.session.commit()  # publishes; the worker runs the job and fails it before the dispatcher marks the row
+
+    db.session.expire_all()
+    row = db.session.get(Job, job.id)
+    assert (row.status, row.attempts, row.published_at) == ("retrying", 1, None), "the relay must still see the retry"
+
+
+def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled(app, broker, stub_worker, tmp_path):
+    from tests.support import wait_for
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    first = dispatcher.dispatch("fail_when_released", {"started": str(started), "release": str(release),
+                                                       "marker": str(tmp_path / "first")}, unique="product:7")
+    db.session.commit()
+    wait_for(started.exists, what="the first job to start")
+    # A new change to the same product while the first sync runs: a second job.
+    args = {"started": str(started), "release": str(release), "marker": str(tmp_path / "second")}
+    second = dispatcher.dispatch("fail_when_released", args, unique="product:7", delay=60)
+    db.session.commit()
+    assert second.id != first.id
+
+    release.touch()  # the first fails; its retry would make two pending jobs for one key
+
+    def first_finished():
+        db.session.rollback()
+        status = dispatcher.status(first.id)
+        db.session.rollback()
+        return status in ("canceled", "succeeded", "failed")
+
+    wait_for(first_finished, what="the first job to finish")
+    db.session.expire_all()
+    first = db.session.get(Job, first.id)
+    assert first.status == "canceled" and "a newer job with the same dedupe key is pending" in first.last_error
+    assert first.attempts == 1, "the superseded retry did not run"
+    assert dispatcher.status(second.id) == "queued"

@@ -68,8 +68,13 @@ def test_failing_job_is_attempted_on_the_configured_schedule_then_fails_and_retr
     assert [a.outcome for a in attempts] == ["retrying", "retrying", "retrying", "failed"]
     assert len(marker.read_text().splitlines()) == 4
     # Each retry starts its configured delay after the previous attempt ended.
-    gaps = [(later.started_at - earlier.finished_at).total_seconds() for earlier, later in zip(attempts, attempts[1:])]
-    for gap, delay in zip(gaps, (float(d) for d in WORKER_RETRY_DELAYS.split(","))):
+    gaps = [
+        (later.started_at - earlier.finished_at).total_seconds()
+        for earlier, later in zip(attempts[:-1], attempts[1:], strict=True)
+    ]
+    delays = [float(d) for d in WORKER_RETRY_DELAYS.split(",")]
+    assert len(gaps) == len(delays)
+    for gap, delay in zip(gaps, delays, strict=True):
         assert delay - 0.05 <= gap <= delay + 1.5, (gaps, WORKER_RETRY_DELAYS)
     assert job.last_error == "RuntimeError: failure 4 of 4"
     assert job.traceback.startswith("Traceback") and "fail_then_succeed" in job.traceback

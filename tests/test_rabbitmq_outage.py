@@ -30,6 +30,11 @@ def accepts_connections(url: str) -> bool:
     return True
 
 
+def restart(url: str) -> None:
+    rabbitmqctl("start_app")
+    wait_for(lambda: accepts_connections(url), timeout=60, interval=0.5, what="RabbitMQ to accept connections")
+
+
 def test_job_dispatched_while_rabbitmq_is_down_is_relayed_and_runs_after_it_is_back(
     rabbit_app, rabbitmq_url, spawn_worker, tmp_path
 ):
@@ -47,8 +52,7 @@ def test_job_dispatched_while_rabbitmq_is_down_is_relayed_and_runs_after_it_is_b
         job = fresh(job_id)
         relayed_while_down = outbox.relay()
     finally:
-        rabbitmqctl("start_app")
-        wait_for(lambda: accepts_connections(rabbitmq_url), timeout=60, interval=0.5, what="RabbitMQ to accept connections")
+        restart(rabbitmq_url)
 
     # The dispatch succeeded: the job is in the ledger, waiting in the outbox.
     assert job.status == "queued" and job.published_at is None
@@ -77,8 +81,7 @@ def test_retry_of_a_job_that_failed_while_rabbitmq_was_down_is_relayed_and_runs(
         release.touch()  # the job fails now, and its retry cannot be published
         job = wait_for(lambda: (job := fresh(job_id)).status == "retrying" and job, what="the retry to be recorded")
     finally:
-        rabbitmqctl("start_app")
-        wait_for(lambda: accepts_connections(rabbitmq_url), timeout=60, interval=0.5, what="RabbitMQ to accept connections")
+        restart(rabbitmq_url)
 
     assert job.published_at is None, "the retry waits in the outbox"
     assert job.last_error == "RuntimeError: failed while RabbitMQ was away"

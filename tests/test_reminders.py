@@ -94,9 +94,11 @@ def test_a_replayed_reminder_job_sends_nothing(wa_app, broker, wa_worker, fake_g
 
 def test_a_customer_who_opted_out_after_the_scan_gets_nothing(wa_app, broker, wa_worker, fake_graph, enabled):
     cart(7, idle_hours=30)
+    wa_worker.pause()
     reminders.scan()
     contacts.opt_out(phone(7))
     db.session.commit()
+    wa_worker.resume()
     run_jobs(broker, wa_worker)
     assert fake_graph.messages() == []
 
@@ -151,3 +153,10 @@ def test_contact_is_normalised_once_on_the_way_in(wa_app):
     assert [c.phone for c in db.session.scalars(select(Contact))] == [phone(11)]
     with pytest.raises(contacts.InvalidPhone):
         contacts.get_or_create("12345")
+
+
+def test_carts_remind_command_runs_the_scan_now(wa_app, enabled):
+    cart(12, idle_hours=30)
+    result = wa_app.test_cli_runner().invoke(args=["carts", "remind"])
+    assert result.exit_code == 0 and "dispatched 1 reminder job(s)" in result.output
+    assert db.session.scalars(select(Job).where(Job.type == "send_cart_reminder")).one().args["cart_id"]

@@ -210,3 +210,48 @@ def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, wo
     run(broker, worker)
     assert len(fake_graph.messages()) == 1
     assert last_job("order").result["skipped"] == "message already sent or being sent"
+
+
+@pytest.fixture
+def checking_app(sqlite_url, broker, fake_graph):
+    env = woo.sync_env(fake_graph.url) | {"WCH_CATALOG_CHECK_DELAY": "0.1"}
+    app = _make_app(settings_for(sqlite_url, **env), broker)
+    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
+    app_context.app = app
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
+    worker.start()
+    with app.app_context():
+        yield app, worker
+        db.session.remove()
+    worker.stop()
+    app_context.app = None
+
+
+def test_meta_accepting_the_batch_is_checked_after_the_push(checking_app, broker, fake_graph):
+    app, worker = checking_app
+    woo.post(app.test_client(), "product.updated", woo.product(41))
+    run(broker, worker)
+    check = last_job("check_catalog_batch")
+    handle = fake_graph.batches()[0].answer["handles"][0]
+    assert check.status == "succeeded" and check.args == {"handle": handle}
+    assert fake_graph.received("batch_status")[0].query == {"handle": handle}
+
+
+def test_items_meta_rejects_show_up_as_a_failed_job(checking_app, broker, fake_graph):
+    app, worker = checking_app
+    fake_graph.batch_errors = [{"line": 0, "id": "SHIRT-41", "message": "price: a price is required"}]
+    woo.post(app.test_client(), "product.updated", woo.product(41, price="", regular_price=""))
+    run(broker, worker)
+    check = last_job("check_catalog_batch")
+    assert check.status == "failed" and check.attempts == 1
+    assert "rejected 1 item(s): SHIRT-41: price: a price is required" in check.last_error
+
+
+def test_a_batch_still_processing_is_checked_again(checking_app, broker, fake_graph):
+    app, worker = checking_app
+    fake_graph.batch_status_value = "in_progress"
+    woo.post(app.test_client(), "product.updated", woo.product(41))
+    run(broker, worker)
+    check = last_job("check_catalog_batch")
+    assert check.status == "failed" and check.attempts == 4  # the 0.1 s test schedule ran out
+    assert "is in_progress" in check.last_error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -132,8 +133,10 @@ def test_inbound_messages_open_the_window_and_stop_start_opt_out_and_in(wa_app, 
     db.session.refresh(contact)
     assert contact.opted_out_at is not None
 
-    post_webhook(client, inbound_payload(customer, "UNSUBSCRIBE"))
-    post_webhook(client, inbound_payload(customer, "START"))
+    # Delivered out of order: the later START wins whichever is applied first.
+    later = int(time.time()) + 5
+    post_webhook(client, inbound_payload(customer, "START", ts=later))
+    post_webhook(client, inbound_payload(customer, "UNSUBSCRIBE", ts=later - 1))
     run_jobs(broker, wa_worker)
     db.session.refresh(contact)
     assert contact.opted_out_at is None

@@ -288,3 +288,21 @@ def test_old_delivery_ids_are_forgotten(client):
 
     assert forget_old_deliveries(days=7, batch_size=1) == 1
     assert [d.delivery_id for d in db.session.scalars(select(WebhookDelivery))] == ["new"]
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "expected"),
+    [
+        ("+351 912 345 678", "PT", "+351912345678"),
+        ("00351912345678", "PT", "+351912345678"),
+        ("912 345 678", "PT", "+351912345678"),  # a local number, read in the billing country
+        ("351912345678", "", "+351912345678"),
+        ("not a phone", "PT", None),
+        ("", "PT", None),
+    ],
+)
+def test_the_billing_phone_is_stored_in_international_form(client, phone, country, expected):
+    billing = {"first_name": "Ana", "last_name": "", "phone": phone, "country": country}
+    assert woo.post(client, "order.created", woo.order(900, "processing", billing=billing)).status_code == 200
+    order = db.session.scalars(select(Order)).one()
+    assert order.customer_phone == expected and order.customer_name == "Ana"

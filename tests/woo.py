@@ -26,6 +26,7 @@ def sync_env(graph_url: str) -> dict[str, str]:
         "WCH_STORE_CURRENCY": CURRENCY,
         "WCH_ORDER_TEMPLATE": "order_update",
         "WCH_ORDER_TEMPLATE_LANGUAGE": "en_US",
+        "WCH_CATALOG_CHECK_DELAY": "0",  # off, so tests count only the calls they are about
     }
 
 

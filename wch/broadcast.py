@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, literal_column, or_, select, update
 
 from wch import campaigns
 from wch.campaigns import BATCH_JOB, move_recipients
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 _S = RecipientStatus
 CALLBACK_PREFIX = "wch:recipient:"
 # How late after its slot a send may still go out; later, it takes a new slot.
-LATE_TOLERANCE = 0.03
+LATE_TOLERANCE = 0.02
 
 _shared_lock = threading.Lock()
 _shared: dict[str, Any] = {}
@@ -102,10 +102,11 @@ def _pool(size: int) -> ThreadPoolExecutor:
 def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient | None = None) -> BatchOutcome:
     """Send the next batch of ``campaign_id`` and dispatch the one after it; ``claim`` is the batch job's id.
 
-    The next batch is dispatched as soon as this one's last request has left
-    (``WCH_BROADCAST_BATCH_INTERVAL`` after this one started, at the
-    earliest), so the answers still on their way do not slow the campaign;
-    when nothing more is due it is decided after the last answer.
+    The next batch is dispatched ``WCH_BROADCAST_BATCH_INTERVAL`` after this
+    one started, or when its last request has left if that is later, so the
+    next batch's start-up and the answers still on their way do not slow the
+    campaign (two batches may overlap for that moment); when nothing more is
+    due, what comes next is decided after the last answer.
     """
     settings = current_app.extensions["wch"].settings
     started = time.monotonic()
@@ -118,18 +119,28 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient | None = N
         outcome.finished = True
         return outcome
 
-    def dispatch_next_if_due() -> None:
+    tried_early = False
+
+    def dispatch_next_if_due(*, last: bool) -> None:
+        # Once the interval has passed (or the last request has left), the next batch may
+        # start: dispatching it now overlaps its start-up with our last sends. The shared
+        # limiter still paces both.
+        nonlocal tried_early
+        elapsed = time.monotonic() - started
+        too_soon = tried_early or elapsed < settings.broadcast_batch_interval
+        if outcome.next_delay is not None or (not last and too_soon):
+            return
+        tried_early = True
         if not _stopped(campaign_id) and _due_now(campaign_id):
-            elapsed = time.monotonic() - started
             _dispatch_next(campaign_id, outcome, max(settings.broadcast_batch_interval - elapsed, 0))
 
     client = client or shared_client(settings)
     try:
         batch = _claim(campaign_id, claim, settings.broadcast_batch_size, outcome)
         if batch:
-            _send(campaign_id, batch, claim, client, settings, outcome, all_sent=dispatch_next_if_due)
+            _send(campaign_id, batch, claim, client, settings, outcome, dispatch_next=dispatch_next_if_due)
     finally:
-        _release(campaign_id, claim)
+        _release(claim)
     if outcome.next_delay is None:
         delay = _next_delay(campaign_id, settings, elapsed=time.monotonic() - started, outcome=outcome)
         if delay is not None:
@@ -156,21 +167,19 @@ def _due_now(campaign_id: int) -> bool:
 
 def _settle_previous_run(campaign_id: int, claim: str, outcome: BatchOutcome) -> None:
     """Rows this job claimed in a run that died: untried ones go back, tried ones need attention."""
-    now = utcnow()
-    mine = Recipient.claim == claim
+    # By the claim alone (it names one job of one campaign), so the claim index is used.
     outcome.attention += db.session.execute(
         update(Recipient)
-        .where(Recipient.campaign_id == campaign_id, mine, Recipient.status == _S.SENDING.value,
-               Recipient.attention_at.is_(None))
-        .values(attention_at=now, error="in flight when its worker stopped; waiting for Meta's status")
+        .where(Recipient.claim == claim, Recipient.status == _S.SENDING.value, Recipient.attention_at.is_(None))
+        .values(attention_at=utcnow(), error="in flight when its worker stopped; waiting for Meta's status")
     ).rowcount
-    _release(campaign_id, claim)
+    _release(claim)
 
 
-def _release(campaign_id: int, claim: str) -> None:
+def _release(claim: str) -> None:
     db.session.execute(
         update(Recipient)
-        .where(Recipient.campaign_id == campaign_id, Recipient.claim == claim, Recipient.status == _S.PENDING.value)
+        .where(Recipient.claim == claim, Recipient.status == _S.PENDING.value)
         .values(claim=None, claimed_at=None)
     )
     db.session.commit()
@@ -178,7 +187,7 @@ def _release(campaign_id: int, claim: str) -> None:
 
 def _claim(campaign_id: int, claim: str, size: int, outcome: BatchOutcome) -> list[Target]:
     now = utcnow()
-    due = (
+    due = list(db.session.scalars(
         select(Recipient.id)
         .where(
             Recipient.campaign_id == campaign_id,
@@ -188,36 +197,38 @@ def _claim(campaign_id: int, claim: str, size: int, outcome: BatchOutcome) -> li
         )
         .order_by(Recipient.id)
         .limit(size)
-    )
-    # The re-check of status and claim in the outer WHERE is what makes the claim
-    # exclusive: on PostgreSQL a second claimer waits for the first one's row
-    # locks, re-reads, and finds those rows taken; SQLite runs one writer at a time.
+    ))
+    if not due:
+        db.session.commit()
+        return []
+    # The re-check of status and claim is what makes the claim exclusive: on
+    # PostgreSQL a second claimer of the same rows waits for the first one's row
+    # locks, re-reads, and finds them taken; SQLite runs one writer at a time.
     db.session.execute(
         update(Recipient)
-        .where(Recipient.id.in_(due.scalar_subquery()), Recipient.status == _S.PENDING.value,
-               Recipient.claim.is_(None))
+        .where(Recipient.id.in_(due), Recipient.status == _S.PENDING.value, Recipient.claim.is_(None))
         .values(claim=claim, claimed_at=now)
         .execution_options(synchronize_session=False)
     )
-    opted_out = select(Contact.phone).where(Contact.opted_out_at.is_not(None))
-    outcome.skipped += move_recipients(
-        campaign_id, (_S.PENDING,), _S.SKIPPED,
-        where=(Recipient.claim == claim) & Recipient.phone.in_(opted_out),
-        values={"error": "opted out", "claim": None},
-    )
-    db.session.commit()
     batch = [Target(*row) for row in db.session.execute(
         select(Recipient.id, Recipient.phone, Recipient.name)
         .where(Recipient.claim == claim, Recipient.status == _S.PENDING.value)
         .order_by(Recipient.id)
     )]
+    opted_out = set(db.session.scalars(select(Contact.phone).where(
+        Contact.phone.in_([t.phone for t in batch]), Contact.opted_out_at.is_not(None))))
+    if opted_out:
+        skipped = [t.id for t in batch if t.phone in opted_out]
+        outcome.skipped += move_recipients(campaign_id, (_S.PENDING,), _S.SKIPPED, where=Recipient.id.in_(skipped),
+                                           values={"error": "opted out", "claim": None})
+        batch = [t for t in batch if t.phone not in opted_out]
     db.session.commit()
     outcome.claimed = len(batch) + outcome.skipped
     return batch
 
 
 def _send(campaign_id: int, batch: list[Target], claim: str, client: WhatsAppClient, settings,
-          outcome: BatchOutcome, *, all_sent: Callable[[], None]) -> None:
+          outcome: BatchOutcome, *, dispatch_next: Callable[..., None]) -> None:
     campaign = db.session.get(Campaign, campaign_id)
     message = _Message(campaign)
     db.session.commit()
@@ -238,7 +249,8 @@ def _send(campaign_id: int, batch: list[Target], claim: str, client: WhatsAppCli
             slots = deque(limiter.reserve(len(slots) + 1))
             _wait_until(slots.popleft(), campaign_id, in_flight, outcome)
         in_flight[pool.submit(message.send, client, recipient)] = recipient
-    all_sent()
+        dispatch_next(last=False)
+    dispatch_next(last=True)
     while in_flight:
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
         _record_done(campaign_id, done, in_flight, outcome)
@@ -414,7 +426,8 @@ def sweep_stale_claims(*, older_than: timedelta) -> dict[str, int]:
     ).rowcount
     flagged = db.session.execute(
         update(Recipient)
-        .where(Recipient.status == _S.SENDING.value, Recipient.attention_at.is_(None),
+        # A literal 'sending' lets SQLite match the partial in-flight index.
+        .where(Recipient.status == literal_column("'sending'"), Recipient.attention_at.is_(None),
                Recipient.claimed_at < cutoff)
         .values(attention_at=utcnow(), error="in flight when its worker stopped; waiting for Meta's status")
     ).rowcount

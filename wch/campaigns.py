@@ -12,6 +12,7 @@ the campaign's counters by ``SET n = n + d`` in the same transaction.
 from __future__ import annotations
 
 import csv
+import itertools
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def _csv_rows(file: IO[str]) -> Iterable[tuple[int, str, str]]:
         phone_at, name_at, line = header.index("phone"), (header.index("name") if "name" in header else None), 1
     else:
         phone_at, name_at, line = 0, 1, 0
-        reader = _chain([first], reader)
+        reader = itertools.chain([first], reader)
     for row in reader:
         line += 1
         if not any(cell.strip() for cell in row):
@@ -191,11 +192,6 @@ def _csv_rows(file: IO[str]) -> Iterable[tuple[int, str, str]]:
         phone = row[phone_at].strip() if phone_at < len(row) else ""
         name = row[name_at].strip() if name_at is not None and name_at < len(row) else ""
         yield line, phone, name
-
-
-def _chain(*iterables):
-    for iterable in iterables:
-        yield from iterable
 
 
 def _bad(result: CreateResult, line: int, value: str, reason: str) -> None:
@@ -299,24 +295,24 @@ def resume_campaign(campaign_id: int) -> Campaign:
 
 def cancel_campaign(campaign_id: int) -> Campaign:
     """Stop for good: recipients not yet sent are marked skipped."""
-    campaign = get_campaign(campaign_id, lock=True)
-    if campaign.status in (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value):
+    campaign = get_campaign(campaign_id)
+    if campaign.status in _CLOSED:
         raise CampaignError(f"campaign {campaign_id} is already {campaign.status}")
-    campaign.status = CampaignStatus.CANCELLED.value
-    campaign.status_reason = "cancelled by staff"
-    campaign.finished_at = utcnow()
-    # Claimed recipients are left alone: the batch in flight sees the cancel and releases them.
-    move_recipients(
-        campaign.id, (_S.PENDING,), _S.SKIPPED,
-        where=Recipient.claim.is_(None), values={"error": "campaign cancelled"},
-    )
+    # Recipients before the campaign row, in the order the batch job locks them, so
+    # the two never wait on each other. Claimed ones too: a batch in flight only
+    # sends recipients it can still move from pending.
+    move_recipients(campaign.id, (_S.PENDING,), _S.SKIPPED, values={"error": "campaign cancelled", "claim": None})
+    if not _change_status(campaign.id, _OPEN_FOR_CANCEL, CampaignStatus.CANCELLED, reason="cancelled by staff",
+                          finished_at=utcnow()):
+        db.session.rollback()
+        raise CampaignError(f"campaign {campaign_id} changed meanwhile; look again")
     db.session.commit()
-    return campaign
+    return get_campaign(campaign_id)
 
 
 def retry_failed(campaign_id: int) -> int:
     """Send again to the recipients whose message failed; returns how many. A finished campaign resumes."""
-    campaign = get_campaign(campaign_id, lock=True)
+    campaign = get_campaign(campaign_id)
     if campaign.status in (CampaignStatus.CANCELLED.value, CampaignStatus.DRAFT.value):
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}; nothing to retry")
     count = move_recipients(
@@ -324,13 +320,30 @@ def retry_failed(campaign_id: int) -> int:
         values={"attempts": 0, "next_attempt_at": None, "claim": None, "error": None, "error_code": None,
                 "failed_at": None},
     )
-    if count and campaign.status in (CampaignStatus.COMPLETED.value, CampaignStatus.FAILED.value):
-        campaign.finished_at = None
-        _begin_sending(campaign, utcnow())
-    elif count and campaign.status == CampaignStatus.SENDING.value:
+    if count and (
+        _change_status(campaign.id, (CampaignStatus.COMPLETED, CampaignStatus.FAILED), CampaignStatus.SENDING,
+                       reason=None, finished_at=None)
+        or campaign.status == CampaignStatus.SENDING.value
+    ):
         _dispatch_batch(campaign.id)
     db.session.commit()
     return count
+
+
+_CLOSED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
+_OPEN_FOR_CANCEL = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
+                    CampaignStatus.FAILED)
+
+
+def _change_status(campaign_id: int, sources, target: CampaignStatus, **values: Any) -> bool:
+    reason = values.pop("reason", None)
+    changed = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.in_([str(s) for s in sources]))
+        .values(status=str(target), status_reason=reason, **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return changed == 1
 
 
 def _dispatch_batch(campaign_id: int, *, delay: float | None = None) -> None:

@@ -232,3 +232,33 @@ def push_page(client: WhatsAppClient, *, after: int, limit: int) -> dict[str, An
 
 def _get(store_id: int) -> Product | None:
     return db.session.scalars(select(Product).where(Product.store_id == store_id)).first()
+
+
+class CatalogBatchPending(Exception):
+    """Meta has not finished processing the batch yet; check again later."""
+
+
+class CatalogItemsRejected(Exception):
+    """Meta processed the batch but refused some items (a missing price, a bad image URL…)."""
+
+
+def check_batch(client: WhatsAppClient, handle: str) -> dict[str, Any]:
+    """Meta's verdict on an ``items_batch`` call: raise if it is still running or rejected items."""
+    answer = client.batch_status(handle)
+    data = answer.get("data")
+    status = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    state = str(status.get("status") or "unknown")
+    if state != "finished":
+        raise CatalogBatchPending(f"catalog batch {handle} is {state}")
+    errors = status.get("errors") if isinstance(status.get("errors"), list) else []
+    count = status.get("errors_total_count") or len(errors)
+    if count:
+        shown = "; ".join(_describe_item_error(error) for error in errors[:5])
+        raise CatalogItemsRejected(f"catalog batch {handle}: Meta rejected {count} item(s): {shown}")
+    return {"handle": handle, "status": state, "warnings": status.get("warnings_total_count", 0)}
+
+
+def _describe_item_error(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)[:200]
+    return f"{error.get('id') or error.get('retailer_id') or '?'}: {str(error.get('message') or error)[:200]}"

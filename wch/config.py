@@ -58,6 +58,7 @@ class Settings:
     order_notify_statuses: tuple[str, ...] = DEFAULT_ORDER_NOTIFY_STATUSES
     catalog_batch_size: int = 1000
     webhook_dedupe_days: int = 7
+    catalog_check_delay: float = 60.0
     whatsapp_app_secret: str | None = None
     whatsapp_verify_token: str | None = None
     broadcast_batch_size: int = 50
@@ -104,6 +105,7 @@ class Settings:
             order_notify_statuses=_word_list(env, "WCH_ORDER_NOTIFY_STATUSES", DEFAULT_ORDER_NOTIFY_STATUSES),
             catalog_batch_size=_at_most(env, "WCH_CATALOG_BATCH_SIZE", 1000, 5000),
             webhook_dedupe_days=_positive_int(env, "WCH_WEBHOOK_DEDUPE_DAYS", 7),
+            catalog_check_delay=_seconds(env, "WCH_CATALOG_CHECK_DELAY", 60.0),
             whatsapp_app_secret=_optional_text(env, "WHATSAPP_APP_SECRET"),
             whatsapp_verify_token=_optional_text(env, "WHATSAPP_VERIFY_TOKEN"),
             broadcast_batch_size=_positive_int(env, "WCH_BROADCAST_BATCH_SIZE", 50),

@@ -80,15 +80,18 @@ def in_session_window(contact: Contact | None, *, now: datetime | None = None) -
 
 
 def opt_out(phone: str, *, at: datetime | None = None) -> Contact:
+    """Stop broadcasts and reminders to ``phone`` (staff action; customers send STOP). The caller commits."""
     contact = get_or_create(phone)
     if contact.opted_out_at is None:
-        contact.opted_out_at = at or utcnow()
+        contact.opted_out_at = contact.opt_changed_at = at or utcnow()
     return contact
 
 
 def opt_in(phone: str) -> Contact:
+    """Let broadcasts and reminders reach ``phone`` again. The caller commits."""
     contact = get_or_create(phone)
     contact.opted_out_at = None
+    contact.opt_changed_at = utcnow()
     return contact
 
 
@@ -103,10 +106,12 @@ def record_inbound(phone: str, *, at: datetime, name: str | None = None, text: s
         .values(last_inbound_at=at)
     )
     word = " ".join((text or "").upper().split())
-    if word in OPT_OUT_WORDS:
-        db.session.execute(update(Contact).where(Contact.id == contact.id, Contact.opted_out_at.is_(None))
-                           .values(opted_out_at=at))
-    elif word in OPT_IN_WORDS:
-        db.session.execute(update(Contact).where(Contact.id == contact.id).values(opted_out_at=None))
+    if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
+        newest = (Contact.opt_changed_at.is_(None)) | (Contact.opt_changed_at <= at)
+        db.session.execute(
+            update(Contact)
+            .where(Contact.id == contact.id, newest)
+            .values(opted_out_at=at if word in OPT_OUT_WORDS else None, opt_changed_at=at)
+        )
     db.session.refresh(contact)
     return contact

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import dramatiq
 from dramatiq.errors import ActorNotFound
@@ -118,39 +119,61 @@ def dispatch_batch(
 
 
 def cancel(job_id: str) -> Job:
-    """Cancel a queued or retrying job; a worker that receives it skips it."""
+    """Cancel a queued or retrying job; a worker that receives it skips it.
+
+    A refusal changes nothing and leaves the caller's transaction as it was.
+    """
     job = _get(job_id)
     result = db.session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(PENDING))
         .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), eta=None)
     )
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise DispatchError(f"job {job_id} is {job.status}; only queued or retrying jobs can be canceled")
     db.session.refresh(job)
+    if result.rowcount != 1:
+        raise DispatchError(f"job {job_id} is {job.status}; only queued or retrying jobs can be canceled")
     return job
 
 
 def retry(job_id: str) -> Job:
-    """Run a failed (or canceled) job again, with a fresh retry schedule."""
+    """Run a failed (or canceled) job again, with a fresh retry schedule.
+
+    A refusal changes nothing and leaves the caller's transaction as it was.
+    """
     job = _get(job_id)
-    result = db.session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELED.value)))
-        .values(status=JobStatus.QUEUED.value, eta=None, finished_at=None, published_at=None, result=None)
-    )
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise DispatchError(f"job {job_id} is {job.status}; only failed or canceled jobs can be retried")
+    try:
+        with db.session.begin_nested():
+            result = db.session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELED.value)))
+                .values(status=JobStatus.QUEUED.value, eta=None, finished_at=None, published_at=None,
+                        result=None, result_expires_at=None)
+            )
+    except IntegrityError:
+        pending = _pending_with_key(job.dedupe_key)
+        raise DispatchError(
+            f"job {job_id} cannot be retried: job {pending.id if pending else '?'} with the same dedupe key is pending"
+        ) from None
     db.session.refresh(job)
+    if result.rowcount != 1:
+        raise DispatchError(f"job {job_id} is {job.status}; only failed or canceled jobs can be retried")
     outbox.publish_after_commit(job)
     return job
 
 
 def retry_failed(type: str | None = None, *, limit: int = 1000) -> list[Job]:
-    """Retry up to ``limit`` failed jobs, newest first, optionally of one type."""
-    return [retry(job.id) for job in failed(limit, type=type)]
+    """Retry up to ``limit`` failed jobs, newest first, optionally of one type.
+
+    Jobs that cannot be retried any more (retried meanwhile by someone else, or
+    a unique job whose successor is pending) are left as they are.
+    """
+    retried = []
+    for job in failed(limit, type=type):
+        try:
+            retried.append(retry(job.id))
+        except DispatchError:
+            continue
+    return retried
 
 
 def status(job_id: str) -> str:

@@ -22,6 +22,7 @@ from wch.middleware import AppContext
 from wch.outbox import relay
 
 RELAY_EVERY = 2.0
+logger = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -49,14 +50,18 @@ def _schedule(app, broker) -> None:
     last_minute = None
     stop = threading.Event()
     while not stop.wait(RELAY_EVERY):
-        with app.app_context():
-            relay()
-        minute = utcnow().replace(second=0, microsecond=0)
-        if minute != last_minute:
-            last_minute = minute
-            for actor in periodic:
-                if actor.options["periodic"].validate(minute):
-                    actor.send()
+        try:
+            with app.app_context():
+                relay()
+            minute = utcnow().replace(second=0, microsecond=0)
+            if minute != last_minute:
+                last_minute = minute
+                for actor in periodic:
+                    if actor.options["periodic"].validate(minute):
+                        actor.send()
+        except Exception:
+            # A locked database or a failing trigger must not end the schedule for good.
+            logger.exception("The in-process scheduler failed; trying again in %s s.", RELAY_EVERY)
 
 
 if __name__ == "__main__":

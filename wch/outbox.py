@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
+from dramatiq.errors import BrokerConnectionError
 from flask import current_app
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
@@ -116,15 +117,24 @@ def publish(entries: Iterable[OutboxEntry]) -> int:
                 continue  # RabbitMQ must not hold it that long; the relay publishes it nearer the time
         try:
             publisher.enqueue(entry.message(), delay=delay_ms)
-        except dramatiq.errors.ConnectionError as error:
+        except BrokerConnectionError as error:
             logger.warning("RabbitMQ is unreachable (%s); jobs wait in the outbox for the relay.", error)
             break
-        published.append(entry.id)
+        published.append(entry)
     if published:
+        by_attempt: dict[int, list[str]] = {}
+        for entry in published:
+            by_attempt.setdefault(entry.attempt, []).append(entry.id)
         with db.engine.begin() as connection:
-            connection.execute(
-                update(Job).where(Job.id.in_(published), Job.published_at.is_(None)).values(published_at=utcnow())
-            )
+            for attempt, ids in by_attempt.items():
+                # A worker may have run this copy already and left a retry for the
+                # relay: marking that pending row would hide the retry from it.
+                connection.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids), Job.published_at.is_(None))
+                    .where(or_(Job.attempts == attempt, Job.status.not_in(PENDING)))
+                    .values(published_at=utcnow())
+                )
     return len(published)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from wch.db import db
 from wch.models import SendRate
 
-JITTER_ALLOWANCE = 0.1
+JITTER_ALLOWANCE = 0.15
 MICROS = 1_000_000
 
 

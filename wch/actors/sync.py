@@ -26,16 +26,32 @@ def _client() -> WhatsAppClient:
     return WhatsAppClient.for_app(current_app)
 
 
+def _check_later(result: dict[str, Any]) -> dict[str, Any]:
+    """Dispatch a look at Meta's verdict on the batch just sent (``WCH_CATALOG_CHECK_DELAY``; 0 turns it off)."""
+    delay = current_app.extensions["wch"].settings.catalog_check_delay
+    handles = result.get("handles")
+    if delay and isinstance(handles, list) and handles:
+        result["check_job"] = dispatch("check_catalog_batch", {"handle": str(handles[0])}, delay=delay).id
+        db.session.commit()
+    return result
+
+
 @dramatiq.actor(queue_name="sync", throws=CANNOT_RETRY)
 def product(store_id: int, force: bool = False) -> dict[str, Any]:
     """Push a product's current snapshot to the WhatsApp catalog (create, update, or delete)."""
-    return catalog.push_product(_client(), store_id, force=force)
+    return _check_later(catalog.push_product(_client(), store_id, force=force))
 
 
 @dramatiq.actor(queue_name="sync", throws=CANNOT_RETRY)
 def inventory(store_id: int) -> dict[str, Any]:
     """Push only a product's availability and quantity."""
-    return catalog.push_inventory(_client(), store_id)
+    return _check_later(catalog.push_inventory(_client(), store_id))
+
+
+@dramatiq.actor(queue_name="sync", throws=CANNOT_RETRY + (catalog.CatalogItemsRejected,))
+def check_catalog_batch(handle: str) -> dict[str, Any]:
+    """Fail (visibly, in the ledger) if Meta rejected items of a batch; retried while Meta is still processing it."""
+    return catalog.check_batch(_client(), handle)
 
 
 @dramatiq.actor(queue_name="sync", throws=CANNOT_RETRY)
@@ -51,7 +67,7 @@ def sync_all_products(after: int = 0) -> dict[str, Any]:
     Each page dispatches the next, so a failed page is retried alone.
     """
     settings = current_app.extensions["wch"].settings
-    result = catalog.push_page(_client(), after=after, limit=settings.catalog_batch_size)
+    result = _check_later(catalog.push_page(_client(), after=after, limit=settings.catalog_batch_size))
     after = result["next_after"]
     if after is not None:
         following = dispatch("sync_all_products", {"after": after}, unique=f"after:{after}")

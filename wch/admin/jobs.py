@@ -107,12 +107,9 @@ class JobsView(StaffOnly, BaseView):
             # A job id is the primary key: one index lookup, whatever the other filters say.
             query = query.where(Job.id == filters.q.lower())
         elif filters.is_error_search:
-            if filters.status and filters.status != JobStatus.FAILED.value:
-                notice = "Error text is searched in failed jobs only."
             query = query.where(Job.id.in_(failed_matching(filters, limit=SEARCH_SCAN_CAP, now=now).scalar_subquery()))
-            notice = notice or (f"Searching the error text of the newest {SEARCH_SCAN_CAP:,} failed jobs"
-                                f"{' of the chosen window' if filters.since else ''}; narrow the type or time "
-                                "window to look further back.")
+            notice = (f"Error text is searched in failed jobs only: the newest {SEARCH_SCAN_CAP:,} of the chosen "
+                      "type and time window.")
         else:
             query = filters.where(query, now=now)
         cursor = _parse_cursor(request.args.get("before", ""))

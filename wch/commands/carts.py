@@ -25,7 +25,8 @@ def cleanup(trigger: str, as_json: bool) -> None:
     """Delete expired carts now, in batches."""
     settings = current_app.extensions["wch"].settings
     expected = count_expired(settings.cart_expiry_hours)
-    with click.progressbar(length=expected, label="Deleting expired carts", file=io.StringIO() if as_json else None) as bar:
+    bar_output = io.StringIO() if as_json else None  # keep the JSON clean
+    with click.progressbar(length=expected, label="Deleting expired carts", file=bar_output) as bar:
         run = cleanup_expired_carts(
             expiry_hours=settings.cart_expiry_hours,
             batch_size=settings.cleanup_batch_size,

@@ -28,12 +28,16 @@ NAMES = ["Ana Souza", "Bruno Lima", "Carla Mendes", "Diego Rocha", "Elena Costa"
          "Hugo Martins", "Isabel Nunes", "João Pereira", "Karina Lopes", "Lucas Ribeiro", None]
 # Job types from the other families, shown when their actors are declared.
 PREFERRED_TYPES = ["product", "inventory", "order", "send_cart_reminder", "cleanup_carts", "expire_results"]
-ERRORS = [
-    ("ConnectionError", "HTTPSConnectionPool(host='graph.facebook.com', port=443): Read timed out. (read timeout=10)"),
-    ("WhatsAppError", "(#131026) Message undeliverable: the number is not on WhatsApp"),
-    ("WhatsAppError", "(#130429) Rate limit hit: too many messages sent from this phone number"),
-    ("KeyError", "'retailer_id'"),
-]
+TIMEOUT = ("ConnectionError", "HTTPSConnectionPool(host='graph.facebook.com', port=443): Read timed out. "
+           "(read timeout=10)")
+# What each kind of job plausibly fails with.
+ERRORS = {
+    "product": [TIMEOUT, ("WhatsAppError", "(#100) Invalid parameter: price must be a positive amount")],
+    "inventory": [TIMEOUT, ("WhatsAppError", "(#100) Invalid parameter: retailer_id not found in the catalog")],
+    "order": [TIMEOUT, ("WhatsAppError", "(#131026) Message undeliverable: the number is not on WhatsApp")],
+    "send_cart_reminder": [TIMEOUT, ("WhatsAppError", "(#130429) Rate limit hit: too many messages sent")],
+}
+OTHER_ERRORS = [("OperationalError", "(psycopg.errors.QueryCanceled) canceling statement due to statement timeout")]
 
 
 @click.command()
@@ -135,7 +139,7 @@ def _add_job(rng: random.Random, type_: str, status: JobStatus, enqueued, *, eta
             finished = started + timedelta(seconds=rng.uniform(0.1, 3))
             last = number == attempts
             ok = last and status is JobStatus.SUCCEEDED
-            name, message = rng.choice(ERRORS)
+            name, message = rng.choice(ERRORS.get(type_, OTHER_ERRORS))
             error = None if ok else f"{name}: {message}"
             job.attempt_log.append(JobAttempt(
                 number=number, worker="demo-host:4242", started_at=started, finished_at=finished,

@@ -23,7 +23,8 @@ RABBITMQ_HINT = (
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
-@click.option("--in-process", is_flag=True, help="Run jobs inside the web process on an in-memory broker (no RabbitMQ).")
+@click.option("--in-process", is_flag=True,
+              help="Run jobs inside the web process on an in-memory broker (no RabbitMQ).")
 @click.option("--worker-processes", default=1, show_default=True)
 @click.option("--worker-threads", default=4, show_default=True)
 @with_appcontext

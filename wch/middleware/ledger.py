@@ -14,7 +14,7 @@ from typing import Any
 from dramatiq import Middleware
 from dramatiq.middleware import MiddlewareError, SkipMessage
 from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from wch.db import db, utcnow
 from wch.middleware.retries import RETRY_AT, RETRY_UNPUBLISHED
@@ -187,6 +187,22 @@ class Ledger(Middleware):
             job.eta = datetime.fromtimestamp(retry_at / 1000, UTC) if retry_at else None
             job.published_at = None if message.options.get(RETRY_UNPUBLISHED) else now
             job.last_error, job.traceback = error, tb
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # A newer job with the same dedupe key was dispatched while this one
+            # ran, and only one may be pending: the newer one supersedes this retry.
+            db.session.rollback()
+            self._supersede(message, error, tb)
+
+    def _supersede(self, message, error: str, tb: str) -> None:
+        now = utcnow()
+        job, attempt = self._load(message)
+        _close(attempt, now, "retrying", error, tb)
+        if job is not None:
+            job.status, job.finished_at, job.eta = JobStatus.CANCELED.value, now, None
+            job.last_error = f"{error} (not retried: a newer job with the same dedupe key is pending)"
+            job.traceback = tb
         db.session.commit()
 
     def _load(self, message) -> tuple[Job | None, JobAttempt | None]:

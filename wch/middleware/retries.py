@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dramatiq
 from dramatiq.common import current_millis
-from dramatiq.errors import Retry
+from dramatiq.errors import BrokerConnectionError, Retry
 from dramatiq.middleware import Retries
 
 RETRY_AT = "wch_retry_at"
@@ -72,7 +71,7 @@ class FixedRetries(Retries):
             return
         try:
             broker.enqueue(message, delay=delay)
-        except dramatiq.errors.ConnectionError:
+        except BrokerConnectionError:
             self.logger.warning("Could not publish the retry of job %s; the outbox relay will.", message.message_id)
             message.options[RETRY_UNPUBLISHED] = True
         else:

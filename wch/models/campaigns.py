@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wch.db import UTCDateTime, db, utcnow
@@ -33,6 +33,8 @@ class RecipientStatus(enum.StrEnum):
 
 
 COUNTERS = ("sent", "delivered", "read", "failed", "skipped")
+_CLAIMED_SQL = text("claim IS NOT NULL")
+_SENDING_SQL = text("status = 'sending'")
 
 
 class Campaign(db.Model):
@@ -119,10 +121,15 @@ class Recipient(db.Model):
     __table_args__ = (
         # A phone appears once per campaign, so nobody gets the same campaign twice.
         UniqueConstraint("campaign_id", "phone", name="uq_campaign_recipients_campaign_phone"),
-        # The batch claims "next pending of this campaign, due now, by id" from this index.
-        Index("ix_campaign_recipients_claim", "campaign_id", "status", "next_attempt_at", "id"),
+        # The batch claims "next pending of this campaign, by id" from this index, stepping
+        # over the few that wait for a retry.
+        Index("ix_campaign_recipients_claim", "campaign_id", "status", "id"),
+        # A batch finds its own claimed rows, and the sweep stale claims, by this one.
+        Index("ix_campaign_recipients_claimed", "claim", sqlite_where=_CLAIMED_SQL, postgresql_where=_CLAIMED_SQL),
         Index("ix_campaign_recipients_wamid", "wamid"),
-        Index("ix_campaign_recipients_status_claimed_at", "status", "claimed_at"),
+        # The sweep looks for sends left in flight by a worker that died.
+        Index("ix_campaign_recipients_in_flight", "claimed_at", sqlite_where=_SENDING_SQL,
+              postgresql_where=_SENDING_SQL),
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,13 +13,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from wch.db import UTCDateTime, db, utcnow
 
 
-class CartStatus(str, enum.Enum):
+class CartStatus(enum.StrEnum):
     ACTIVE = "active"
     ABANDONED = "abandoned"
     COMPLETED = "completed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Cart(db.Model):

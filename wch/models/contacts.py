@@ -25,6 +25,8 @@ class Contact(db.Model):
     name: Mapped[str | None] = mapped_column(String(200))
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the customer last said STOP or START, so a late webhook cannot undo a newer choice.
+    opt_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_contacts_opted_out_at", "opted_out_at"),)

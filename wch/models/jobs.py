@@ -12,16 +12,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from wch.db import UTCDateTime, db, utcnow
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PENDING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)

@@ -51,6 +51,7 @@ def upgrade():
     sa.Column('name', sa.String(length=200), nullable=True),
     sa.Column('opted_out_at', wch.db.UTCDateTime(), nullable=True),
     sa.Column('last_inbound_at', wch.db.UTCDateTime(), nullable=True),
+    sa.Column('opt_changed_at', wch.db.UTCDateTime(), nullable=True),
     sa.Column('created_at', wch.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts')),
     sa.UniqueConstraint('phone', name=op.f('uq_contacts_phone'))
@@ -97,8 +98,9 @@ def upgrade():
     sa.UniqueConstraint('campaign_id', 'phone', name='uq_campaign_recipients_campaign_phone')
     )
     with op.batch_alter_table('campaign_recipients', schema=None) as batch_op:
-        batch_op.create_index('ix_campaign_recipients_claim', ['campaign_id', 'status', 'next_attempt_at', 'id'], unique=False)
-        batch_op.create_index('ix_campaign_recipients_status_claimed_at', ['status', 'claimed_at'], unique=False)
+        batch_op.create_index('ix_campaign_recipients_claim', ['campaign_id', 'status', 'id'], unique=False)
+        batch_op.create_index('ix_campaign_recipients_claimed', ['claim'], unique=False, sqlite_where=sa.text('claim IS NOT NULL'), postgresql_where=sa.text('claim IS NOT NULL'))
+        batch_op.create_index('ix_campaign_recipients_in_flight', ['claimed_at'], unique=False, sqlite_where=sa.text("status = 'sending'"), postgresql_where=sa.text("status = 'sending'"))
         batch_op.create_index('ix_campaign_recipients_wamid', ['wamid'], unique=False)
 
     with op.batch_alter_table('carts', schema=None) as batch_op:
@@ -118,7 +120,8 @@ def downgrade():
 
     with op.batch_alter_table('campaign_recipients', schema=None) as batch_op:
         batch_op.drop_index('ix_campaign_recipients_wamid')
-        batch_op.drop_index('ix_campaign_recipients_status_claimed_at')
+        batch_op.drop_index('ix_campaign_recipients_in_flight', sqlite_where=sa.text("status = 'sending'"), postgresql_where=sa.text("status = 'sending'"))
+        batch_op.drop_index('ix_campaign_recipients_claimed', sqlite_where=sa.text('claim IS NOT NULL'), postgresql_where=sa.text('claim IS NOT NULL'))
         batch_op.drop_index('ix_campaign_recipients_claim')
 
     op.drop_table('campaign_recipients')
