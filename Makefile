@@ -7,6 +7,7 @@ BIN      = $(VENV)/bin
 
 run: install
 	$(BIN)/wch db upgrade
+	$(BIN)/wch demo --if-empty
 	$(BIN)/wch up
 
 test: install-test services browser

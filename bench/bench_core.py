@@ -6,6 +6,8 @@
     (``bench.plain_actors``), then wch's ledger (``bench.wch_actors``, every wch
     middleware, jobs dispatched one per transaction through
     ``wch.dispatcher.dispatch`` like a webhook would) on SQLite and PostgreSQL.
+    Then the same worker drains a backlog of as many jobs, enqueued while it
+    was stopped, which isolates the worker's cost per job from the sender's.
 (b) ``wch.carts.cleanup_expired_carts`` deleting half of a table of carts,
     run in a process of its own so its peak memory is the cleanup's alone.
 

@@ -246,6 +246,10 @@ def test_demo_fills_an_empty_database_once_and_its_admin_can_log_in(app):
 
     again = runner.invoke(args=["demo"])
     assert again.exit_code != 0 and "not empty" in again.output
+    jobs_before = db.session.scalar(select(func.count()).select_from(Job))
+    skipped = runner.invoke(args=["demo", "--if-empty"])
+    assert skipped.exit_code == 0 and "no demo store added" in skipped.output
+    assert db.session.scalar(select(func.count()).select_from(Job)) == jobs_before
 
 
 def test_dashboard_numbers_are_the_same_on_sqlite_and_postgresql(database_url):

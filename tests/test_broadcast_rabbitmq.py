@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -22,10 +24,10 @@ from tests.broadcast_support import (
     status_payload,
 )
 from tests.support import wait_for
-from wch import campaigns
-from wch.db import db
+from wch import campaigns, dispatcher, reminders
+from wch.db import db, utcnow
 from wch.dispatcher import pending_counts
-from wch.models import Recipient
+from wch.models import Cart, Job, Recipient
 from wch.whatsapp_events import apply_webhook
 
 pytestmark = pytest.mark.rabbitmq
@@ -195,3 +197,41 @@ def _pending_webhook_jobs() -> bool:
 
 def _csv(numbers):
     return io.StringIO("phone,name\n" + "".join(f"{phone(i)},Customer {i}\n" for i in numbers))
+
+
+def test_reminders_on_real_workers_once_per_idle_cart(spawn_worker, fake_graph):
+    reminders.save_settings({"enabled": True, "delay_hours": 24, "template_name": "cart_reminder",
+                             "template_language": "en_US"})
+    now = utcnow()
+    add_contacts(3, opted_out=[2])
+    for n, idle_hours in ((0, 30), (1, 5), (2, 30)):  # idle, too recent, opted out
+        db.session.add(Cart(customer_phone=phone(n), customer_name="Ann", items=[{"name": "Mug", "quantity": 1}],
+                            total=Decimal("9.90"), currency="EUR", status="active",
+                            created_at=now - timedelta(hours=40), updated_at=now - timedelta(hours=idle_hours)))
+    db.session.commit()
+    spawn_worker(**worker_env(fake_graph))
+
+    assert reminders.scan() == 1
+    [message] = fake_graph.wait_for_requests(1, "messages")
+    assert message.recipient == phone(0) and message.json["type"] == "template"
+    job = wait_for(lambda: _finished_reminder_job(), what="the reminder job to finish")
+    assert reminders.scan() == 0
+
+    dispatcher.dispatch("send_cart_reminder", job.args)  # a replay of the same job
+    db.session.commit()
+    wait_for(lambda: len(_finished_reminder_jobs()) == 2, what="the replayed job to finish")
+    assert len(fake_graph.messages()) == 1
+
+
+def _finished_reminder_jobs() -> list[Job]:
+    db.session.rollback()
+    jobs = list(db.session.scalars(select(Job).where(Job.type == "send_cart_reminder",
+                                                     Job.status == "succeeded")))
+    db.session.expunge_all()
+    db.session.rollback()
+    return jobs
+
+
+def _finished_reminder_job() -> Job | None:
+    jobs = _finished_reminder_jobs()
+    return jobs[0] if jobs else None

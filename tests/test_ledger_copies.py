@@ -177,8 +177,8 @@ def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled(app
     wait_for(started.exists, what="the first job to start")
     # A new change to the same product while the first sync runs: a second job.
     args = {"started": str(started), "release": str(release), "marker": str(tmp_path / "second")}
-    second = dispatcher.dispatch("fail_when_released", args, unique="product:7", delay=60)
-    db.session.commit()
+    second = dispatcher.dispatch("fail_when_released", args, unique="product:7")
+    unpublished_commit()  # it stays pending for the test's length
     assert second.id != first.id
 
     release.touch()  # the first fails; its retry would make two pending jobs for one key

@@ -42,11 +42,15 @@ OTHER_ERRORS = [("OperationalError", "(psycopg.errors.QueryCanceled) canceling s
 
 @click.command()
 @click.option("--seed", default=None, type=int, help="Random seed, for the same store every time.")
+@click.option("--if-empty", is_flag=True, help="Do nothing, successfully, when the database already has data.")
 @with_appcontext
-def demo(seed: int | None) -> None:
+def demo(seed: int | None, if_empty: bool) -> None:
     """Fill an EMPTY database with a demo store: contacts, carts, jobs, cleanups, a campaign, an admin."""
     tables = (User, Job, Cart, Contact, Campaign)
     if any(db.session.scalar(select(func.count()).select_from(model)) for model in tables):
+        if if_empty:
+            click.echo("the database already has data; no demo store added (create a log-in with `wch users create`)")
+            return
         raise click.ClickException("the database is not empty; wch demo only fills a fresh one "
                                    "(point WCH_DATABASE_URL at a new database and run `wch db upgrade` first)")
     rng = random.Random(seed)

@@ -1,7 +1,7 @@
 """contacts campaigns recipients send rates reminder settings cart recovery
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-29 15:43:27.519677
 
 """
@@ -13,7 +13,7 @@ import wch.db
 
 # revision identifiers, used by Alembic.
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

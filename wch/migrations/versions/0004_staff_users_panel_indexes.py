@@ -1,7 +1,7 @@
 """staff users, panel indexes
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-29 15:42:48.623284
 
 """
@@ -13,10 +13,9 @@ import wch.db
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
-# carts.recovered_at, which the panel's cart index covers, comes from 0003.
-depends_on = '0003'
+depends_on = None
 
 
 def upgrade():
