@@ -60,7 +60,7 @@ def run(*, quick: bool) -> None:
                 app = create_app(Settings.from_env({"WCH_DATABASE_URL": url, "WCH_BROKER_URL": "stub://",
                                                     "WCH_SECRET_KEY": "bench"}), publisher=None)
                 with app.app_context():
-                    upgrade(revision="heads")
+                    upgrade()
                     started = time.perf_counter()
                     if rows:
                         _fill(database, rows)

@@ -82,7 +82,7 @@ def _campaign(vhost: str, size: int, *, cap: int, latency: float, interval: str,
         with app.app_context():
             from flask_migrate import upgrade
 
-            upgrade(revision="heads")
+            upgrade()
             now = utcnow()
             for start in range(0, size, 5_000):
                 db.session.execute(insert(Contact), [

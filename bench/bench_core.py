@@ -375,7 +375,7 @@ def _app(database_url: str, *, broker_url: str = "stub://") -> Flask:
                                   "WCH_SECRET_KEY": "bench"})
     app = create_app(settings)
     with app.app_context():
-        upgrade(revision="heads")
+        upgrade()
     return app
 
 

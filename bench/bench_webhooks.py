@@ -83,7 +83,7 @@ def measure(*, count: int, tmp: Path) -> list[Any]:
     settings = Settings.from_env(env)
     app = create_app(settings, publisher=None)
     with app.app_context():
-        upgrade(revision="heads")
+        upgrade()
     port = _free_port()
     web = subprocess.Popen(
         [str(BIN / "gunicorn"), "-k", "gthread", "-w", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),

@@ -6,14 +6,11 @@ import json
 import time
 from collections.abc import Iterable
 
-import dramatiq
 import pytest
-from flask_migrate import upgrade
 
-from wch import create_app
+from tests.apps import inside, make_app, stub_worker_for
 from wch.config import Settings
 from wch.db import db, utcnow
-from wch.middleware import AppContext
 from wch.models import Contact
 from wch.whatsapp_webhook import sign
 
@@ -36,26 +33,15 @@ def wa_app(sqlite_url, broker, fake_graph):
                           "WCH_BROADCAST_RETRY_DELAYS": "0.2,0.2,0.2"}
     settings = Settings.from_env({"WCH_DATABASE_URL": sqlite_url, "WCH_BROKER_URL": "stub://",
                                   "WCH_SECRET_KEY": "test-secret-key", "WCH_RETRY_DELAYS": "0.1,0.1,0.1", **env})
-    app = create_app(settings, publisher=broker)
-    app.config["TESTING"] = True
-    with app.app_context():
-        upgrade(revision="heads")
+    with inside(make_app(settings, broker)) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def wa_worker(wa_app, broker):
     """A StubBroker worker in this process running jobs against ``wa_app``."""
-    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
-    app_context.app = wa_app
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield worker
-    db.session.remove()
-    worker.stop()
-    app_context.app = None
+    with stub_worker_for(wa_app, broker) as worker:
+        yield worker
 
 
 def phone(n: int) -> str:

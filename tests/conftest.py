@@ -17,9 +17,9 @@ os.environ.setdefault("WCH_SECRET_KEY", "test-secret-key")
 
 import dramatiq  # noqa: E402
 import pytest  # noqa: E402
-from flask_migrate import upgrade  # noqa: E402
 
 import tests.jobs  # noqa: E402,F401  (declares the test actors)
+from tests.apps import inside, make_app, purge_queues, settings_for, stub_worker_for  # noqa: E402
 from tests.broadcast_support import wa_app, wa_worker  # noqa: E402,F401  (broadcast test fixtures)
 from tests.fake_graph import fake_graph  # noqa: E402,F401  (the fake Graph API fixture)
 from tests.support import (  # noqa: E402
@@ -30,22 +30,12 @@ from tests.support import (  # noqa: E402
     drop_postgres_database,
     wait_for,
 )
-from wch import create_app  # noqa: E402
 from wch.broker import build_publisher  # noqa: E402
-from wch.config import Settings  # noqa: E402
 from wch.db import db  # noqa: E402
-from wch.middleware import AppContext  # noqa: E402
 from wch.models import WorkerProcess as WorkerRow  # noqa: E402
 
 # Retries in real workers: short enough for tests, long enough to measure.
 WORKER_RETRY_DELAYS = "1,2,3"
-
-
-def settings_for(database_url: str, broker_url: str = "stub://", **overrides) -> Settings:
-    env = {"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": broker_url,
-           "WCH_RETRY_DELAYS": os.environ["WCH_RETRY_DELAYS"], "WCH_SECRET_KEY": "test-secret-key"}
-    env.update(overrides)
-    return Settings.from_env(env)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,47 +62,17 @@ def broker():
     broker.flush_all()
 
 
-def _make_app(settings: Settings, publisher):
-    app = create_app(settings, publisher=publisher)
-    app.config["TESTING"] = True
-    with app.app_context():
-        upgrade(revision="heads")
-    return app
-
-
 @pytest.fixture
 def app(sqlite_url, broker):
     """An app on a fresh SQLite database, publishing to the in-process StubBroker."""
-    app = _make_app(settings_for(sqlite_url), broker)
-    with app.app_context():
+    with inside(make_app(settings_for(sqlite_url), broker)) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def stub_worker(app, broker):
-    """A Dramatiq worker in this process, on the StubBroker, running jobs against ``app``."""
-    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
-    app_context.app = app
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield worker
-    db.session.remove()  # SQLite: let the worker's last writes through
-    worker.stop()
-    app_context.app = None
-
-
-def run_jobs(broker, worker) -> None:
-    """Commit the test's transaction, then wait until every queue is empty and the worker is idle.
-
-    Committing first matters on SQLite, where an open transaction holds the
-    write lock the worker needs.
-    """
-    db.session.commit()
-    for queue in list(broker.queues):
-        broker.join(queue, fail_fast=False)
-    worker.join()
+    with stub_worker_for(app, broker) as worker:
+        yield worker
 
 
 @pytest.fixture(scope="session")
@@ -127,22 +87,9 @@ def rabbitmq_url():
 def rabbit_app(database_url, rabbitmq_url):
     """An app on a fresh database (SQLite, then PostgreSQL) that publishes to the real RabbitMQ."""
     settings = settings_for(database_url, rabbitmq_url)
-    app = _make_app(settings, build_publisher(settings))
-    with app.app_context():
+    with inside(make_app(settings, build_publisher(settings))) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
     purge_queues(rabbitmq_url)
-
-
-def purge_queues(url: str) -> None:
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
-
-    cleaner = RabbitmqBroker(url=url, middleware=[])
-    for queue in ("sync", "broadcast", "carts", "maintenance"):
-        cleaner.declare_queue(queue)
-    cleaner.flush_all()
-    cleaner.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import run_jobs
+from tests.apps import run_jobs
 from tests.panel import add_job, client_for, csrf_token, log_in, make_user
 from wch import create_app, dispatcher
 from wch.db import db, utcnow
@@ -192,7 +192,7 @@ def test_healthz_reports_database_and_broker(app, sqlite_url, tmp_path):
     response = client_for(app).get("/healthz")
     assert response.status_code == 200 and response.json["checks"]["database"] == "ok"
 
-    from tests.conftest import settings_for
+    from tests.apps import settings_for
 
     down = create_app(settings_for(sqlite_url, "amqp://guest:guest@127.0.0.1:1/%2F"), publisher=None)
     response = down.test_client().get("/healthz")
@@ -255,12 +255,12 @@ def test_demo_fills_an_empty_database_once_and_its_admin_can_log_in(app):
 def test_dashboard_numbers_are_the_same_on_sqlite_and_postgresql(database_url):
     from flask_migrate import upgrade
 
-    from tests.conftest import settings_for
+    from tests.apps import settings_for
     from wch.overview import overview
 
     app = create_app(settings_for(database_url), publisher=None)
     with app.app_context():
-        upgrade(revision="heads")
+        upgrade()
         add_job(status="failed", ago=timedelta(minutes=90))
         add_job(status="succeeded", ago=timedelta(minutes=30))
         add_job(status="succeeded", ago=timedelta(hours=26))
@@ -289,7 +289,7 @@ def test_queue_depths_come_from_rabbitmq_without_consuming(rabbitmq_url):
     import dramatiq
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    from tests.conftest import purge_queues
+    from tests.apps import purge_queues
     from wch.queue_depths import broker_depths
 
     publisher = RabbitmqBroker(url=rabbitmq_url, confirm_delivery=True, middleware=[])

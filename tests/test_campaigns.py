@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.apps import run_jobs
 from tests.broadcast_support import add_contacts, max_in_any_second, phone
-from tests.conftest import run_jobs
 from wch import campaigns, contacts
 from wch.broadcast import sweep_stale_claims
 from wch.db import db, utcnow

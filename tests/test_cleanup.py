@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import _make_app, run_jobs, settings_for
+from tests.apps import inside, make_app, run_jobs, settings_for
 from tests.support import BIN, ROOT, wait_for
 from wch import dispatcher, maintenance
 from wch.actors.maintenance import hourly
@@ -27,11 +27,8 @@ BATCH_SIZE = 3
 @pytest.fixture
 def db_app(database_url, broker):
     """An app on a fresh SQLite, then PostgreSQL, database with a small cleanup batch."""
-    app = _make_app(settings_for(database_url, WCH_CLEANUP_BATCH_SIZE=str(BATCH_SIZE)), broker)
-    with app.app_context():
+    with inside(make_app(settings_for(database_url, WCH_CLEANUP_BATCH_SIZE=str(BATCH_SIZE)), broker)) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def add_carts(status: str, idle_hours: float, count: int) -> list[int]:

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import run_jobs
+from tests.apps import run_jobs
 from wch import dispatcher
 from wch.db import db
 from wch.models import Job, JobAttempt

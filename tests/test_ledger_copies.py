@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import run_jobs
+from tests.apps import run_jobs
 from wch import dispatcher, outbox
 from wch.db import db, utcnow
 from wch.middleware import FixedRetries

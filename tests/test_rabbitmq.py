@@ -10,7 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import WORKER_RETRY_DELAYS
+from tests.apps import WORKER_RETRY_DELAYS
 from tests.support import ROOT, wait_for
 from wch import dispatcher
 from wch.db import db

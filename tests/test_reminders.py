@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from tests.apps import run_jobs
 from tests.broadcast_support import phone
-from tests.conftest import run_jobs
 from wch import contacts, dispatcher, reminders
 from wch.db import db, utcnow
 from wch.models import Cart, Contact, Job

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import dramatiq
 import pytest
 from sqlalchemy import select
 
 from tests import woo
-from tests.conftest import _make_app, run_jobs, settings_for
+from tests.apps import inside, make_app, run_jobs, settings_for, stub_worker_for
 from wch import dispatcher
 from wch.db import db, utcnow
-from wch.middleware import AppContext
 from wch.models import Job, OrderNotification, Product
 
 
@@ -23,23 +21,14 @@ def sync_env(fake_graph):
 
 @pytest.fixture
 def sync_app(sqlite_url, broker, sync_env):
-    app = _make_app(settings_for(sqlite_url, **sync_env), broker)
-    with app.app_context():
+    with inside(make_app(settings_for(sqlite_url, **sync_env), broker)) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
 def worker(sync_app, broker):
-    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
-    app_context.app = sync_app
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    yield worker
-    db.session.remove()
-    worker.stop()
-    app_context.app = None
+    with stub_worker_for(sync_app, broker) as worker:
+        yield worker
 
 
 @pytest.fixture
@@ -180,22 +169,13 @@ def test_an_opted_out_customer_gets_no_order_message(client, broker, worker, fak
 def test_without_a_template_the_order_job_fails_at_once_naming_the_setting(sqlite_url, broker, fake_graph):
     env = woo.sync_env(fake_graph.url)
     del env["WCH_ORDER_TEMPLATE"]
-    app = _make_app(settings_for(sqlite_url, **env), broker)
-    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
-    app_context.app = app
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=1)
-    worker.start()
-    try:
-        with app.app_context():
-            woo.post(app.test_client(), "order.updated", woo.order(900, "completed"))
-            run(broker, worker)
-            job = last_job("order")
-            assert job.status == "failed" and job.attempts == 1 and "WCH_ORDER_TEMPLATE" in job.last_error
-            assert fake_graph.messages() == []
-            db.session.remove()
-    finally:
-        worker.stop()
-        app_context.app = None
+    app = make_app(settings_for(sqlite_url, **env), broker)
+    with inside(app), stub_worker_for(app, broker, threads=1) as worker:
+        woo.post(app.test_client(), "order.updated", woo.order(900, "completed"))
+        run(broker, worker)
+        job = last_job("order")
+        assert job.status == "failed" and job.attempts == 1 and "WCH_ORDER_TEMPLATE" in job.last_error
+        assert fake_graph.messages() == []
 
 
 def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, worker, fake_graph):
@@ -215,16 +195,9 @@ def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, wo
 @pytest.fixture
 def checking_app(sqlite_url, broker, fake_graph):
     env = woo.sync_env(fake_graph.url) | {"WCH_CATALOG_CHECK_DELAY": "0.1"}
-    app = _make_app(settings_for(sqlite_url, **env), broker)
-    app_context = next(m for m in broker.middleware if isinstance(m, AppContext))
-    app_context.app = app
-    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=2)
-    worker.start()
-    with app.app_context():
+    app = make_app(settings_for(sqlite_url, **env), broker)
+    with inside(app), stub_worker_for(app, broker) as worker:
         yield app, worker
-        db.session.remove()
-    worker.stop()
-    app_context.app = None
 
 
 def test_meta_accepting_the_batch_is_checked_after_the_push(checking_app, broker, fake_graph):

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests import woo
-from tests.conftest import _make_app, settings_for
+from tests.apps import inside, make_app, settings_for
 from tests.support import wait_for
 from wch.broker import build_publisher
 from wch.db import db
@@ -26,11 +26,8 @@ def woo_app(rabbit_app, rabbitmq_url, fake_graph):
     """An app on ``rabbit_app``'s database and vhost, configured for the store and the fake Graph API."""
     database_url = rabbit_app.extensions["wch"].settings.database_url
     settings = settings_for(database_url, rabbitmq_url, **woo.sync_env(fake_graph.url))
-    app = _make_app(settings, build_publisher(settings))
-    with app.app_context():
+    with inside(make_app(settings, build_publisher(settings))) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

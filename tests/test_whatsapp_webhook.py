@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from tests.apps import run_jobs
 from tests.broadcast_support import (
     VERIFY_TOKEN,
     add_contacts,
@@ -16,7 +17,6 @@ from tests.broadcast_support import (
     status,
     status_payload,
 )
-from tests.conftest import run_jobs
 from wch import campaigns
 from wch.db import db, utcnow
 from wch.models import Contact, Job, Recipient

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests import woo
-from tests.conftest import _make_app, settings_for
+from tests.apps import inside, make_app, settings_for
 from wch.db import db
 from wch.models import Job, Order, Product, WebhookDelivery
 from wch.woocommerce import TOPICS, sign
@@ -20,11 +20,8 @@ URL = "/webhooks/woocommerce"
 
 @pytest.fixture
 def woo_app(sqlite_url, broker):
-    app = _make_app(settings_for(sqlite_url, **woo.sync_env("http://127.0.0.1:9/v24.0")), broker)
-    with app.app_context():
+    with inside(make_app(settings_for(sqlite_url, **woo.sync_env("http://127.0.0.1:9/v24.0")), broker)) as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -195,7 +192,7 @@ def test_an_unsigned_form_post_that_is_not_the_ping_gets_401(client):
 def test_without_a_secret_configured_the_webhook_says_so(sqlite_url, broker):
     env = woo.sync_env("http://127.0.0.1:9/v24.0")
     del env["WOOCOMMERCE_WEBHOOK_SECRET"]
-    app = _make_app(settings_for(sqlite_url, **env), broker)
+    app = make_app(settings_for(sqlite_url, **env), broker)
     with app.app_context():
         response = woo.post(app.test_client(), "product.updated", woo.product(5))
         assert response.status_code == 503 and "WOOCOMMERCE_WEBHOOK_SECRET" in response.json["outcome"]
@@ -207,7 +204,7 @@ def test_rabbitmq_down_still_answers_200_and_keeps_the_job_for_the_relay(sqlite_
     from wch.broker import build_publisher
 
     settings = settings_for(sqlite_url, "amqp://guest:guest@127.0.0.1:1/%2F", **woo.sync_env("http://127.0.0.1:9/v24.0"))
-    app = _make_app(settings, build_publisher(settings))
+    app = make_app(settings, build_publisher(settings))
     with app.app_context():
         response = woo.post(app.test_client(), "order.updated", woo.order(900, "completed"))
         assert response.status_code == 200

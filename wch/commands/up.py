@@ -48,7 +48,7 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
                        "--threads", str(worker_threads)],
             "scheduler": [os.path.join(bin_dir, "periodiq"), "wch.actors"],
         }
-    upgrade(revision="heads")  # creates the database on first run
+    upgrade()  # creates the database on first run
     run_together(commands, env=env, banner=f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it.")
 
 

@@ -34,6 +34,11 @@ class LedgerUnavailable(MiddlewareError):
     """The database could not be reached to claim a job, so it was not run."""
 
 
+class _ResultsKeptByLedger(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "haven't added the Results middleware" not in str(record.msg)
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -57,6 +62,11 @@ class Ledger(Middleware):
     def __init__(self, *, result_ttl: int) -> None:
         self.result_ttl = result_ttl
         self._local = threading.local()
+
+    def before_worker_boot(self, broker, worker) -> None:
+        # Dramatiq warns about every returned value unless its Results middleware
+        # is installed; the ledger keeps results, so the warning is only noise.
+        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsKeptByLedger())
 
     def before_process_message(self, broker, message) -> None:
         try:
