@@ -14,6 +14,9 @@ from wch.config import Settings
 from wch.db import db
 from wch.middleware import AppContext
 
+# Retries in real worker processes: short enough for tests, long enough to measure.
+WORKER_RETRY_DELAYS = "1,2,3"
+
 
 def settings_for(database_url: str, broker_url: str = "stub://", **overrides) -> Settings:
     env = {"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": broker_url,

@@ -19,7 +19,14 @@ import dramatiq  # noqa: E402
 import pytest  # noqa: E402
 
 import tests.jobs  # noqa: E402,F401  (declares the test actors)
-from tests.apps import inside, make_app, purge_queues, settings_for, stub_worker_for  # noqa: E402
+from tests.apps import (  # noqa: E402
+    WORKER_RETRY_DELAYS,
+    inside,
+    make_app,
+    purge_queues,
+    settings_for,
+    stub_worker_for,
+)
 from tests.broadcast_support import wa_app, wa_worker  # noqa: E402,F401  (broadcast test fixtures)
 from tests.fake_graph import fake_graph  # noqa: E402,F401  (the fake Graph API fixture)
 from tests.support import (  # noqa: E402
@@ -33,9 +40,6 @@ from tests.support import (  # noqa: E402
 from wch.broker import build_publisher  # noqa: E402
 from wch.db import db  # noqa: E402
 from wch.models import WorkerProcess as WorkerRow  # noqa: E402
-
-# Retries in real workers: short enough for tests, long enough to measure.
-WORKER_RETRY_DELAYS = "1,2,3"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
