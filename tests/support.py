@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+from flask import has_app_context
+
+from wch.db import db
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -23,7 +26,11 @@ T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Between polls the test's transaction is ended: on SQLite any open
+    transaction, even one that only read, holds the write lock workers need.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -31,6 +38,8 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, interval: flo
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        if has_app_context():
+            db.session.rollback()
         time.sleep(interval)
 
 

@@ -74,6 +74,30 @@ def test_campaign_for_all_opted_in_contacts_and_refused_input(app, admin):
     assert "Winter" in listing and "0 / 2" in listing
 
 
+def test_created_and_started_campaign_leaves_no_transaction_open(app, admin):
+    db.session.add(Contact(phone="+4915112345678", name="Ana"))
+    db.session.commit()
+    response = post(admin, "/admin/campaigns/new", {"name": "Now", "kind": "text", "text": "Hi", "audience": "all",
+                                                     "start": "now"})
+    assert "Campaign created with 1 recipient(s)." in response.get_data(as_text=True)
+    # The request shares the test's session: a transaction left open would hold SQLite's write lock.
+    assert not db.session().in_transaction()
+    assert db.session.scalar(select(Campaign.status)) == "sending"
+
+
+@pytest.mark.parametrize("given, utc", [("2031-05-01T12:00", "2031-05-01 12:00"),
+                                        ("2031-05-01T12:00+02:00", "2031-05-01 10:00"),
+                                        ("2031-05-01T12:00-03:30", "2031-05-01 15:30")])
+def test_a_scheduled_start_is_taken_as_utc_unless_it_has_an_offset(app, admin, given, utc):
+    db.session.add(Contact(phone="+4915112345678", name="Ana"))
+    db.session.commit()
+    post(admin, "/admin/campaigns/new", {"name": "Later", "kind": "text", "text": "Hi", "audience": "all",
+                                         "start": "at", "start_at": given})
+    campaign = db.session.scalar(select(Campaign))
+    assert campaign.status == "scheduled" and campaign.start_at.strftime("%Y-%m-%d %H:%M") == utc
+    assert campaign.start_at.utcoffset().total_seconds() == 0
+
+
 def test_reminder_settings_are_validated_and_saved(app, admin):
     page = admin.get("/admin/settings/").get_data(as_text=True)
     assert 'id="message-preview"' in page and 'id="save-settings"' in page

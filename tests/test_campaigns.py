@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 
 from tests.apps import run_jobs
 from tests.broadcast_support import add_contacts, max_in_any_second, phone
-from wch import campaigns, contacts
+from tests.support import wait_for
+from wch import broadcast, campaigns, contacts
 from wch.broadcast import sweep_stale_claims
 from wch.db import db, utcnow
-from wch.models import Campaign, Recipient
+from wch.models import Campaign, Job, Recipient
 
 
 def counters(campaign_id: int) -> dict:
@@ -141,6 +142,21 @@ def test_undeliverable_number_fails_only_that_recipient(wa_app, broker, wa_worke
     assert len(fake_graph.messages(recipient=phone(3))) == 1  # not retried
 
 
+def test_a_server_name_that_does_not_resolve_is_retried_not_flagged_as_maybe_sent(wa_app, broker, wa_worker):
+    add_contacts(3)
+    state = wa_app.extensions["wch"]
+    state.settings = dataclasses.replace(state.settings, whatsapp_api_url="http://wch-test.invalid/v24.0")
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id)
+    run_jobs(broker, wa_worker)
+
+    wait_for(lambda: counters(campaign.id)["status"] == "completed", timeout=20)
+    info = counters(campaign.id)
+    assert (info["failed"], info["needs_attention"]) == (3, 0)  # never connected: certainly not sent
+    attempts = db.session.scalars(select(Recipient.attempts)).all()
+    assert attempts == [4, 4, 4]  # the first try and the three of WCH_BROADCAST_RETRY_DELAYS
+
+
 def test_spam_limit_pauses_the_campaign_with_the_reason_and_resume_finishes_it(wa_app, broker, wa_worker, fake_graph):
     add_contacts(30)
     fake_graph.fail(code=131048, times=1, recipient=phone(12), message="(#131048) Spam rate limit hit")
@@ -212,9 +228,50 @@ def test_scheduled_campaign_is_started_by_the_sweep_when_due(wa_app, broker, wa_
 
     campaigns.get_campaign(campaign.id).start_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    assert sweep_stale_claims(older_than=timedelta(minutes=10))["started"] == 1
+    swept = sweep_stale_claims(older_than=timedelta(minutes=10))
+    assert (swept["started"], swept["restarted"]) == (1, 0)  # its first batch is queued: nothing to restart
     run_jobs(broker, wa_worker)
     assert counters(campaign.id)["status"] == "completed" and len(fake_graph.messages()) == 3
+
+
+def test_a_start_within_the_broker_delay_begins_on_time_without_the_sweep(wa_app, broker, wa_worker, fake_graph):
+    add_contacts(3)
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+    at = utcnow() + timedelta(seconds=0.5)
+    campaigns.start_campaign(campaign.id, at=at)
+    assert counters(campaign.id)["status"] == "scheduled"
+    run_jobs(broker, wa_worker)
+
+    info = counters(campaign.id)
+    assert info["status"] == "completed" and info["started_at"] is not None
+    times = [r.time for r in fake_graph.messages()]
+    assert len(times) == 3 and min(times) >= at.timestamp()
+
+
+def test_the_sweep_restarts_a_campaign_whose_batch_job_failed_for_good(wa_app, broker, wa_worker, fake_graph,
+                                                                       monkeypatch):
+    add_contacts(5)
+    campaign = campaigns.create_campaign(name="n", template_name="t", all_contacts=True).campaign
+
+    def broken(campaign_id, *, claim):
+        raise RuntimeError("database gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(broadcast, "run_batch", broken)
+        campaigns.start_campaign(campaign.id)
+        run_jobs(broker, wa_worker)
+    batch_jobs = select(Job.status).where(Job.type == campaigns.BATCH_JOB).order_by(Job.enqueued_at)
+    assert db.session.scalars(batch_jobs).all() == ["failed"]
+    assert counters(campaign.id)["status"] == "sending" and fake_graph.messages() == []
+
+    assert sweep_stale_claims(older_than=timedelta(minutes=10))["restarted"] == 1
+    assert sweep_stale_claims(older_than=timedelta(minutes=10))["restarted"] == 0  # its new batch is queued
+    assert len(db.session.scalars(batch_jobs).all()) == 2  # one restart, however often the sweep runs
+    run_jobs(broker, wa_worker)
+    info = counters(campaign.id)
+    assert (info["status"], info["sent"]) == ("completed", 5)
+    assert sorted(r.recipient for r in fake_graph.messages()) == sorted(map(phone, range(5)))
+    assert sweep_stale_claims(older_than=timedelta(minutes=10))["restarted"] == 0
 
 
 def test_sweep_releases_untried_claims_and_flags_stale_in_flight_ones(wa_app):
@@ -227,7 +284,8 @@ def test_sweep_releases_untried_claims_and_flags_stale_in_flight_ones(wa_app):
     fresh.claim, fresh.claimed_at = "live-job", utcnow()
     db.session.commit()
 
-    assert sweep_stale_claims(older_than=timedelta(minutes=10)) == {"released": 1, "flagged": 1, "started": 0}
+    assert sweep_stale_claims(older_than=timedelta(minutes=10)) == {"released": 1, "flagged": 1, "started": 0,
+                                                                    "restarted": 0}
     db.session.expire_all()
     assert untried.claim is None and untried.status == "pending"
     assert in_flight.status == "sending" and in_flight.attention_at is not None
@@ -248,6 +306,7 @@ def test_cli_creates_from_csv_and_shows_progress(wa_app, tmp_path):
     shown = runner.invoke(args=["campaigns", "show", str(campaign_id), "--json"])
     info = json.loads(shown.stdout)
     assert (info["name"], info["status"], info["total"], info["pending"]) == ("Launch", "draft", 2, 2)
+    assert not db.session().in_transaction()  # its read ended at once: no write lock held while it runs on
 
     refused = runner.invoke(args=["campaigns", "pause", str(campaign_id)])
     assert refused.exit_code != 0 and "only a sending or scheduled one can pause" in refused.output

@@ -102,3 +102,14 @@ def test_worker_and_scheduler_with_a_bad_value_exit_with_one_line_from_wch(progr
     ours = [line for line in output if not line.startswith("[")]
     assert ours == ["wch: WCH_CART_EXPIRY_HOURS: must be greater than 0, got -3"], output
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_configured_secrets_are_masked_wherever_they_appear(sqlite_url):
+    from tests.apps import settings_for
+    from wch import create_app
+    from wch.redact import redact_text
+
+    text = "store answered with woo-secret-4c1d9 in its body"
+    assert redact_text(text) == text
+    create_app(settings_for(sqlite_url, WOOCOMMERCE_WEBHOOK_SECRET="woo-secret-4c1d9"), publisher=None)
+    assert redact_text(text) == "store answered with [redacted] in its body"

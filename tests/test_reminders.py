@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from tests.apps import run_jobs
 from tests.broadcast_support import phone
+from tests.support import wait_for
 from wch import contacts, dispatcher, reminders
 from wch.db import db, utcnow
 from wch.models import Cart, Contact, Job
@@ -44,8 +46,10 @@ def cart(n: int, *, idle_hours: float, items=ITEMS, name="Ann", inbound_hours: f
 
 def test_idle_cart_gets_one_template_reminder_outside_the_window(wa_app, broker, wa_worker, fake_graph, enabled):
     row = cart(1, idle_hours=30)
+    wa_worker.pause()
     assert reminders.scan() == 1
     assert reminders.scan() == 1  # the job is still pending: the same one, not a second
+    wa_worker.resume()
     run_jobs(broker, wa_worker)
     assert reminders.scan() == 0
     run_jobs(broker, wa_worker)
@@ -109,6 +113,64 @@ def test_a_refused_send_is_retried_and_then_sent_once(wa_app, broker, wa_worker,
     reminders.scan()
     run_jobs(broker, wa_worker)
     assert [m.status for m in fake_graph.messages()] == [503, 200]
+
+
+def with_settings(app, **changes) -> None:
+    app.extensions["wch"].settings = dataclasses.replace(app.extensions["wch"].settings, **changes)
+
+
+def reminder_job() -> Job:
+    db.session.rollback()
+    return db.session.scalars(select(Job).where(Job.type == "send_cart_reminder").order_by(Job.enqueued_at.desc())
+                              ).first()
+
+
+def test_a_reminder_without_an_access_token_fails_and_is_sent_once_the_token_is_set(wa_app, broker, wa_worker,
+                                                                                      fake_graph, enabled):
+    row = cart(13, idle_hours=30)
+    token = wa_app.extensions["wch"].settings.whatsapp_access_token
+    with_settings(wa_app, whatsapp_access_token=None)
+    reminders.scan()
+    run_jobs(broker, wa_worker)
+    job = reminder_job()
+    assert job.status == "failed" and "WHATSAPP_ACCESS_TOKEN" in job.last_error
+    db.session.refresh(row)
+    assert (row.status, row.reminder_sent_at) == ("active", None)  # not lost: still due
+
+    with_settings(wa_app, whatsapp_access_token=token)
+    assert reminders.scan() == 1
+    run_jobs(broker, wa_worker)
+    assert [m.recipient for m in fake_graph.messages()] == [phone(13)]
+
+
+def test_a_refused_connection_keeps_the_reminder_due(wa_app, broker, wa_worker, fake_graph, enabled):
+    row = cart(14, idle_hours=30)
+    api_url = wa_app.extensions["wch"].settings.whatsapp_api_url
+    with_settings(wa_app, whatsapp_api_url="http://127.0.0.1:9/v24.0")  # nothing listens: certainly not sent
+    reminders.scan()
+    run_jobs(broker, wa_worker)
+    wait_for(lambda: reminder_job().status == "failed", timeout=10)
+    assert "unreachable" in reminder_job().last_error
+    db.session.refresh(row)
+    assert (row.status, row.reminder_sent_at) == ("active", None)
+
+    with_settings(wa_app, whatsapp_api_url=api_url)
+    assert reminders.scan() == 1
+    run_jobs(broker, wa_worker)
+    assert [m.recipient for m in fake_graph.messages()] == [phone(14)]
+
+
+def test_a_cart_whose_stored_phone_is_not_normalised_still_respects_the_opt_out(wa_app, broker, wa_worker,
+                                                                                 fake_graph, enabled):
+    row = cart(15, idle_hours=30, opted_out=True)
+    row.customer_phone = "0049 151 00000015"  # as the store sent it; the contact's phone is normalised
+    row.updated_at = utcnow() - timedelta(hours=30)  # this edit is not cart activity
+    db.session.commit()
+    reminders.scan()
+    run_jobs(broker, wa_worker)
+    assert fake_graph.messages() == []
+    db.session.refresh(row)
+    assert (row.status, row.reminder_sent_at) == ("active", None)
 
 
 def test_disabled_reminders_dispatch_nothing(wa_app, broker, wa_worker, fake_graph):

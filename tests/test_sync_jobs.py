@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -111,6 +112,7 @@ def test_an_explicit_sync_pushes_even_an_unchanged_product(sync_app, client, bro
 
     result = sync_app.test_cli_runner().invoke(args=["sync", "product", "41", "--json"])
     assert result.exit_code == 0, result.output
+    assert not db.session().in_transaction()  # reporting the job began no new (write-locking) transaction
     run(broker, worker)
     assert len(fake_graph.batches()) == 2
 
@@ -176,6 +178,24 @@ def test_without_a_template_the_order_job_fails_at_once_naming_the_setting(sqlit
         job = last_job("order")
         assert job.status == "failed" and job.attempts == 1 and "WCH_ORDER_TEMPLATE" in job.last_error
         assert fake_graph.messages() == []
+
+
+def test_an_order_job_without_an_access_token_fails_and_its_retry_sends_once_the_token_is_set(
+        sync_app, client, broker, worker, fake_graph):
+    state = sync_app.extensions["wch"]
+    configured = state.settings
+    state.settings = dataclasses.replace(configured, whatsapp_access_token=None)
+    woo.post(client, "order.updated", woo.order(900, "completed"))
+    run(broker, worker)
+    job = last_job("order")
+    assert job.status == "failed" and "WHATSAPP_ACCESS_TOKEN" in job.last_error
+
+    state.settings = configured
+    dispatcher.retry(job.id)
+    run(broker, worker)
+    assert [m.json["to"] for m in fake_graph.messages()] == ["+351912345678"]
+    assert last_job("order").status == "succeeded"
+    assert db.session.scalars(select(OrderNotification)).one().state == "sent"
 
 
 def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, worker, fake_graph):

@@ -99,6 +99,17 @@ def test_unsigned_or_badly_signed_deliveries_get_401_and_change_nothing(wa_app, 
     assert counters(campaign_id)["read"] == 0
 
 
+def test_an_oversized_delivery_is_refused_before_its_signature_is_checked(wa_app):
+    from wch.whatsapp_webhook import MAX_BODY
+
+    response = wa_app.test_client().post(
+        "/webhooks/whatsapp", data=b"{" + b" " * MAX_BODY + b"}", content_type="application/json",
+        headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )
+    assert response.status_code == 413
+    assert db.session.scalar(select(func.count()).select_from(Job)) == 0
+
+
 def test_a_recipient_left_in_flight_is_settled_by_its_status(wa_app, broker, wa_worker):
     campaign_id, _ = sent_campaign(broker, wa_worker, count=2)
     # As a worker that died after Meta took the message leaves it: sending, no wamid, flagged.

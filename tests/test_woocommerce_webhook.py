@@ -299,6 +299,7 @@ def test_old_delivery_ids_are_forgotten(client):
         ("00351912345678", "PT", "+351912345678"),
         ("912 345 678", "PT", "+351912345678"),  # a local number, read in the billing country
         ("351912345678", "", "+351912345678"),
+        ("201 555 0123", "US", "+12015550123"),  # not Egypt's +20 15550123: local numbers are read locally first
         ("not a phone", "PT", None),
         ("", "PT", None),
     ],
@@ -308,3 +309,32 @@ def test_the_billing_phone_is_stored_in_international_form(client, phone, countr
     assert woo.post(client, "order.created", woo.order(900, "processing", billing=billing)).status_code == 200
     order = db.session.scalars(select(Order)).one()
     assert order.customer_phone == expected and order.customer_name == "Ana"
+
+
+def test_a_new_order_recovers_the_customers_reminded_cart_once(client):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from wch import reminders
+    from wch.db import utcnow
+    from wch.models import Cart
+
+    now = utcnow()
+    carts = [Cart(customer_phone="+351912345678", customer_name="Ana", items=[{"name": "Mug", "quantity": 1}],
+                  total=Decimal("70.00"), currency="EUR", status="abandoned", created_at=now - timedelta(days=3),
+                  updated_at=now - timedelta(days=2), reminder_sent_at=now - timedelta(hours=hours))
+             for hours in (30, 20)]
+    db.session.add_all(carts)
+    db.session.commit()
+
+    assert woo.post(client, "order.created", woo.order(900, "processing")).status_code == 200
+    db.session.expire_all()
+    newest = carts[1]
+    assert (newest.status, newest.recovered_order_id, newest.recovered_revenue) == ("completed", "900",
+                                                                                    Decimal("79.80"))
+    # Later deliveries of the same order (an update, a redelivery) count nothing more.
+    woo.post(client, "order.updated", woo.order(900, "completed", date_modified_gmt="2026-11-02T00:00:00"))
+    woo.post(client, "order.created", woo.order(900, "processing"))
+    db.session.expire_all()
+    assert carts[0].recovered_at is None
+    assert reminders.recovery_stats() == {"reminded": 2, "recovered": 1, "recovered_revenue": "79.80"}

@@ -42,14 +42,15 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
     from wch.broker import build_publisher
     from wch.db import db
     from wch.migrations import migrate
+    from wch.redact import register_secret
 
     app.config.update(
         SECRET_KEY=settings.secret_key or dev_secret_key(app.instance_path),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
     )
+    for secret in settings.secrets():
+        register_secret(secret)
     db.init_app(app)
     migrate.init_app(app, db)
     app.extensions["wch"] = WchState(

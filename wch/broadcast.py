@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import requests
 from flask import current_app
 from sqlalchemy import func, literal_column, or_, select, update
 
 from wch import campaigns
-from wch.campaigns import BATCH_JOB, move_recipients
+from wch.campaigns import move_recipients
 from wch.db import db, utcnow
-from wch.dispatcher import dispatch
 from wch.models import Campaign, CampaignStatus, Contact, Recipient, RecipientStatus
 from wch.ratelimit import SendRateLimiter
 from wch.redact import redact_text
@@ -113,6 +111,8 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient | None = N
     outcome = BatchOutcome()
     _settle_previous_run(campaign_id, claim, outcome)
 
+    # A start scheduled within the broker's delay limit: this delayed batch begins it.
+    campaigns.start_if_due(campaign_id)
     status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     db.session.commit()
     if status != CampaignStatus.SENDING.value:
@@ -149,8 +149,7 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient | None = N
 
 
 def _dispatch_next(campaign_id: int, outcome: BatchOutcome, delay: float) -> None:
-    # unique: one pending batch job per campaign, however the chain was restarted.
-    dispatch(BATCH_JOB, {"campaign_id": campaign_id}, delay=delay or None, unique=f"campaign:{campaign_id}")
+    campaigns.dispatch_batch(campaign_id, delay=delay)
     db.session.commit()
     outcome.next_delay = delay
 
@@ -330,7 +329,7 @@ def _record_sent(campaign_id: int, recipient_id: int, wamid: str, outcome: Batch
 def _record_error(campaign_id: int, recipient: Target, error: WhatsAppError, outcome: BatchOutcome) -> None:
     text = redact_text(str(error))[:1000]
     this = Recipient.id == recipient.id
-    if isinstance(error, RetryLater) and _surely_not_sent(error):
+    if isinstance(error, RetryLater) and not error.sent_unknown:
         attempts = db.session.scalar(select(Recipient.attempts).where(this)) or 1
         retries = current_app.extensions["wch"].settings.broadcast_retry_delays
         if attempts <= len(retries):
@@ -355,16 +354,6 @@ def _record_error(campaign_id: int, recipient: Target, error: WhatsAppError, out
         campaign_id, (_S.SENDING,), _S.FAILED, where=this,
         values={"claim": None, "error": text, "error_code": error.code, "failed_at": utcnow()},
     )
-
-
-def _surely_not_sent(error: WhatsAppError) -> bool:
-    """Whether Meta certainly did not take the message: it answered, or we never connected."""
-    if error.http_status is not None:
-        return True
-    cause = error.__context__
-    if isinstance(cause, requests.ConnectTimeout):
-        return True
-    return isinstance(cause, requests.ConnectionError) and "NewConnectionError" in repr(cause)
 
 
 def _needs_attention(campaign_id: int, recipient_id: int, text: str, outcome: BatchOutcome) -> None:
@@ -416,7 +405,9 @@ def sweep_stale_claims(*, older_than: timedelta) -> dict[str, int]:
 
     Untried recipients (still pending) are released to be sent; recipients in
     flight are marked for attention, never resent. Also starts due scheduled
-    campaigns. Called by the periodic broadcast sweep.
+    campaigns, and restarts sending ones whose batch chain broke (its last job
+    failed for good, or has run longer than ``older_than``). Called by the
+    periodic broadcast sweep.
     """
     cutoff = utcnow() - older_than
     released = db.session.execute(
@@ -433,4 +424,5 @@ def sweep_stale_claims(*, older_than: timedelta) -> dict[str, int]:
     ).rowcount
     db.session.commit()
     started = campaigns.start_due_campaigns()
-    return {"released": released, "flagged": flagged, "started": len(started)}
+    restarted = campaigns.restart_stalled_campaigns(running_since=cutoff)
+    return {"released": released, "flagged": flagged, "started": len(started), "restarted": len(restarted)}

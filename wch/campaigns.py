@@ -20,13 +20,14 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, literal, or_, select, update
 
 from wch.contacts import InvalidPhone, normalize_phone
 from wch.db import db, utcnow
 from wch.dispatcher import dispatch
-from wch.models import Campaign, CampaignStatus, Contact, Recipient, RecipientStatus
+from wch.models import Campaign, CampaignStatus, Contact, Job, JobStatus, Recipient, RecipientStatus
 from wch.models.campaigns import COUNTERS
+from wch.models.jobs import PENDING
 
 BATCH_JOB = "send_campaign_batch"
 INSERT_CHUNK = 1000
@@ -232,7 +233,7 @@ def start_campaign(campaign_id: int, *, at: datetime | None = None) -> Campaign:
         campaign.start_at = at
         max_delay = current_app.extensions["wch"].settings.max_broker_delay
         if (at - now).total_seconds() <= max_delay:
-            _dispatch_batch(campaign.id, delay=(at - now).total_seconds())
+            dispatch_batch(campaign.id, delay=(at - now).total_seconds())
         # Later than the broker may hold a message: the broadcast sweep starts it when due.
     else:
         _begin_sending(campaign, now)
@@ -254,15 +255,57 @@ def start_due_campaigns() -> list[int]:
     return list(due)
 
 
+def start_if_due(campaign_id: int) -> bool:
+    """Move a scheduled campaign whose time has come to sending; True if this call moved it.
+
+    Its delayed batch job calls this: a start within the broker's delay limit
+    then begins on time instead of at the next sweep. The caller commits.
+    """
+    now = utcnow()
+    started = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SCHEDULED.value,
+               Campaign.start_at <= now)
+        .values(status=CampaignStatus.SENDING.value, status_reason=None,
+                started_at=func.coalesce(Campaign.started_at, now))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return started == 1
+
+
+def restart_stalled_campaigns(*, running_since: datetime) -> list[int]:
+    """Dispatch a batch for each sending campaign whose batch chain broke (its last job failed for good).
+
+    A batch job queued, retrying, or running since ``running_since`` keeps its
+    chain alive; one running longer is taken for dead with its worker (the
+    sweep releases its claims). The dispatch is unique, like the chain's own,
+    so a restart never doubles a campaign's batches. Called by the sweep.
+    """
+    live = set(db.session.scalars(select(Job.dedupe_key).where(
+        Job.type == BATCH_JOB,
+        or_(Job.status.in_(PENDING), and_(Job.status == JobStatus.RUNNING.value, Job.started_at >= running_since)),
+    )))
+    sending = db.session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING.value)).all()
+    # The dispatcher stores a unique key as "<type>:<key>".
+    stalled = [campaign_id for campaign_id in sending if f"{BATCH_JOB}:{_batch_key(campaign_id)}" not in live]
+    for campaign_id in stalled:
+        dispatch_batch(campaign_id)
+    db.session.commit()
+    return stalled
+
+
 def _begin_sending(campaign: Campaign, now: datetime) -> None:
     campaign.status = CampaignStatus.SENDING.value
     campaign.status_reason = None
     campaign.started_at = campaign.started_at or now
-    _dispatch_batch(campaign.id)
+    dispatch_batch(campaign.id)
 
 
 def pause_campaign(campaign_id: int, *, reason: str | None = None) -> Campaign:
-    """Stop sending after the batch in flight; :func:`resume_campaign` carries on where it stopped."""
+    """Stop sending before the next recipient; :func:`resume_campaign` carries on where it stopped.
+
+    Sends already under way finish, and their answers are recorded.
+    """
     campaign = get_campaign(campaign_id, lock=True)
     if campaign.status not in (CampaignStatus.SENDING.value, CampaignStatus.SCHEDULED.value):
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a sending or scheduled one can pause")
@@ -325,7 +368,7 @@ def retry_failed(campaign_id: int) -> int:
                        reason=None, finished_at=None)
         or campaign.status == CampaignStatus.SENDING.value
     ):
-        _dispatch_batch(campaign.id)
+        dispatch_batch(campaign.id)
     db.session.commit()
     return count
 
@@ -346,9 +389,14 @@ def _change_status(campaign_id: int, sources, target: CampaignStatus, **values: 
     return changed == 1
 
 
-def _dispatch_batch(campaign_id: int, *, delay: float | None = None) -> None:
+def dispatch_batch(campaign_id: int, *, delay: float | None = None) -> None:
+    """Dispatch the campaign's next batch job; the caller commits."""
     # One pending batch job per campaign: starting twice does not double its sending.
-    dispatch(BATCH_JOB, {"campaign_id": campaign_id}, delay=delay or None, unique=f"campaign:{campaign_id}")
+    dispatch(BATCH_JOB, {"campaign_id": campaign_id}, delay=delay or None, unique=_batch_key(campaign_id))
+
+
+def _batch_key(campaign_id: int) -> str:
+    return f"campaign:{campaign_id}"
 
 
 # -- reading -----------------------------------------------------------------

@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from wch.db import db, utcnow
-from wch.dispatcher import dispatch
+from wch.dispatcher import dispatch, find_pending
 from wch.models import Job, Product
-from wch.models.jobs import PENDING
 from wch.whatsapp import WhatsAppClient
 from wch.woocommerce import ProductSnapshot
 
@@ -73,14 +72,9 @@ def request_sync(product: Product, change: str) -> Job | None:
         return dispatch("product", {"store_id": product.store_id}, unique=str(product.store_id))
     if change == "inventory":
         # A pending full sync will push the stock too.
-        pending = _pending(f"product:{product.store_id}")
+        pending = find_pending("product", str(product.store_id))
         return pending or dispatch("inventory", {"store_id": product.store_id}, unique=str(product.store_id))
     return None
-
-
-def _pending(dedupe_key: str) -> Job | None:
-    query = select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(PENDING)).limit(1)
-    return db.session.scalars(query).first()
 
 
 def _apply(product: Product, snapshot: ProductSnapshot, now) -> None:

@@ -72,6 +72,12 @@ class Settings:
     def broker_is_stub(self) -> bool:
         return self.broker_url.startswith("stub:")
 
+    def secrets(self) -> tuple[str, ...]:
+        """Configured values that must never be logged, stored or shown."""
+        values = (self.secret_key, self.whatsapp_access_token, self.whatsapp_app_secret,
+                  self.whatsapp_verify_token, self.woocommerce_webhook_secret, urlsplit(self.broker_url).password)
+        return tuple(value for value in values if value)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, instance_path: str | Path = "instance") -> Settings:
         env = os.environ if environ is None else environ

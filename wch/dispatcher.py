@@ -251,8 +251,15 @@ def _validated_args(args: dict[str, Any] | None) -> dict[str, Any]:
         raise DispatchError(f"job arguments must be JSON: {error}") from None
 
 
+def find_pending(type: str, unique: str) -> Job | None:
+    """The pending job ``dispatch(type, ..., unique=unique)`` would return instead of adding one."""
+    return _pending_with_key(f"{type}:{unique}")
+
+
 def _pending_with_key(dedupe_key: str) -> Job | None:
-    query = select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(PENDING)).limit(1)
+    # FOR UPDATE (PostgreSQL): a worker claiming this job waits until the caller
+    # commits, so it reads the change the caller folded into it, not the one before.
+    query = select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(PENDING)).limit(1).with_for_update()
     return db.session.scalars(query).first()
 
 

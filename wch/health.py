@@ -27,8 +27,9 @@ def healthz():
         db.session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except SQLAlchemyError as error:
-        db.session.rollback()
         checks["database"] = f"unreachable: {type(error).__name__}"
+    # Not holding SQLite's write lock while the broker check waits on the network.
+    db.session.rollback()
     if settings.broker_is_stub:
         checks["broker"] = "ok (in-process)"
     else:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from wch import contacts, reminders
 from wch.config import Settings
 from wch.db import db, utcnow
 from wch.dispatcher import dispatch
@@ -32,9 +33,13 @@ class MessageMayHaveBeenSent(Exception):
 
 
 def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
-    """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written)."""
+    """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written).
+
+    A new order marks its customer's reminded cart recovered (:func:`wch.reminders.mark_recovered`). The caller commits.
+    """
     order = db.session.scalars(select(Order).where(Order.store_id == snapshot.store_id)).first()
-    if order is None:
+    first_seen = order is None
+    if first_seen:
         order = Order(store_id=snapshot.store_id)
         db.session.add(order)
     elif (snapshot.modified_at is not None and order.store_modified_at is not None
@@ -48,6 +53,9 @@ def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
     order.currency = snapshot.currency
     order.store_modified_at = snapshot.modified_at or order.store_modified_at
     order.updated_at = utcnow()
+    if first_seen and order.customer_phone:
+        # A new order from a reminded customer recovers their cart; later deliveries of it count nothing.
+        reminders.mark_recovered(order.customer_phone, snapshot.store_id, snapshot.total)
     return order, True
 
 
@@ -59,18 +67,15 @@ def request_notification(order: Order, settings: Settings) -> Job | None:
 
 
 def customer_phone(raw: str | None, country: str | None) -> str | None:
-    """The billing phone in E.164 form, read as international first, then as a number of the billing country."""
+    """The billing phone in E.164 form; one without a ``+`` or ``00`` prefix is read in the billing country first."""
     if not raw:
         return None
-    try:
-        from wch.contacts import InvalidPhone, normalize_phone
-    except ImportError:  # contacts are another module's; without it, keep the digits
-        digits = "".join(c for c in raw if c.isdigit())
-        return f"+{digits.removeprefix('00')}" if digits else None
-    for region in (None, country):
+    international = raw.strip().startswith(("+", "00"))
+    regions = (None,) if international or not country else (country, None)
+    for region in regions:
         try:
-            return normalize_phone(raw, default_region=region)
-        except InvalidPhone:
+            return contacts.normalize_phone(raw, default_region=region)
+        except contacts.InvalidPhone:
             continue
     return None
 
@@ -94,11 +99,12 @@ def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
     text = _text(order)
     parameters = [_first_name(order.customer_name), order.number, _label(status)]
     order_id = order.id
+    # Before the claim: a client that cannot be built (no token) must not leave the message claimed, unsent.
+    client = client_factory()
     notification = _claim(order_id, status)
     if notification is None:
         return result | {"skipped": "message already sent or being sent"}
 
-    client = client_factory()
     kind = "text" if in_window else "template"
     try:
         try:
@@ -164,11 +170,7 @@ def _release(notification_id: int, error: WhatsAppError) -> None:
 
 
 def _recipient(phone: str) -> tuple[bool, bool]:
-    """(opted out, inside the 24-hour window) from the contacts table, if the contacts module is installed."""
-    try:
-        from wch import contacts
-    except ImportError:
-        return False, False
+    """(opted out, inside the 24-hour window) from the contacts table."""
     contact = contacts.find(phone)
     if contact is None:
         return False, False

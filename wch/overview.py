@@ -22,7 +22,6 @@ from wch.models.campaigns import COUNTERS, Campaign, CampaignStatus
 from wch.models.jobs import PENDING
 from wch.queue_depths import BrokerDepths, broker_depths
 
-WORKER_ALIVE_WITHIN = timedelta(minutes=1)
 OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 RECOVERY_WINDOW = timedelta(days=7)
 
@@ -32,7 +31,7 @@ def overview(settings: Settings, *, with_broker: bool = True) -> dict[str, Any]:
     now = utcnow()
     oldest = oldest_pending(now=now)
     finished_24h, hourly = finished_outcomes(now=now)
-    workers = workers_seen(now=now)
+    workers = workers_seen(now=now, heartbeat=settings.worker_heartbeat)
     numbers = {
         "now": now,
         "pending": pending_counts(),
@@ -42,9 +41,14 @@ def overview(settings: Settings, *, with_broker: bool = True) -> dict[str, Any]:
         "workers": workers,
         "carts": cart_overview(settings, now=now),
         "campaigns": campaigns_in_progress(),
-        "broker": broker_depths(settings.broker_url, management_url=settings.rabbitmq_management_url)
-        if with_broker else BrokerDepths(reachable=None),
     }
+    # End the read before talking to RabbitMQ: on SQLite an open transaction holds
+    # the write lock, and the broker calls can take seconds when it is down.
+    db.session.rollback()
+    numbers["broker"] = (
+        broker_depths(settings.broker_url, management_url=settings.rabbitmq_management_url)
+        if with_broker else BrokerDepths(reachable=None)
+    )
     numbers["warnings"] = warnings(numbers, settings=settings)
     return numbers
 
@@ -108,11 +112,11 @@ def oldest_pending(*, now: datetime) -> dict[str, float]:
     return ages
 
 
-def workers_seen(*, now: datetime) -> list[dict[str, Any]]:
+def workers_seen(*, now: datetime, heartbeat: float) -> list[dict[str, Any]]:
     rows = db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.heartbeat_at.desc()).limit(100))
     return [
         {**worker.to_dict(), "seconds_ago": (now - worker.heartbeat_at).total_seconds(),
-         "alive": now - worker.heartbeat_at < WORKER_ALIVE_WITHIN}
+         "alive": worker.is_alive(now, heartbeat=heartbeat)}
         for worker in rows
     ]
 

@@ -12,13 +12,15 @@ _SECRET_IN_TEXT = [
     re.compile(r"(?i)((?:access_token|token|secret|password|api_key|apikey)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]+"),
     re.compile(r"\bEAA[A-Za-z0-9]{20,}\b"),  # Meta access tokens start with EAA
 ]
-_known_secrets: set[str] = set()
+# Replaced, never mutated, so threads redacting while another registers see a whole set.
+_known_secrets: frozenset[str] = frozenset()
 
 
 def register_secret(value: str | None) -> None:
     """Mask this exact value wherever it appears (configured tokens, app secrets)."""
+    global _known_secrets
     if value and len(value) >= 6:
-        _known_secrets.add(value)
+        _known_secrets = _known_secrets | {value}
 
 
 def redact_text(text: str | None) -> str | None:

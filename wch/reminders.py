@@ -165,6 +165,7 @@ def scan(*, now: datetime | None = None) -> int:
                 dispatched += 1
         after_id = rows[-1][0]
         db.session.commit()
+    db.session.rollback()  # the last, empty read opened a transaction: on SQLite it holds the write lock
     return dispatched
 
 
@@ -210,6 +211,10 @@ def claim_reminder(cart_id: int, updated_at: str, *, now: datetime | None = None
         db.session.rollback()
         return None
     contact = contacts.find(phone)
+    if contact is not None and contact.opted_out_at is not None:
+        # The scan's opt-out filter compares the cart's phone as stored; this one compares it normalised.
+        db.session.rollback()
+        return None
     previous = cart.reminder_sent_at
     # updated_at is set explicitly so the stamp is not mistaken for cart activity.
     claimed = db.session.execute(
@@ -270,9 +275,10 @@ def describe_items(items: list[dict[str, Any]]) -> str:
 def mark_recovered(phone: str, order_id: str | int, total: Decimal | str | float) -> int:
     """Mark the reminded carts of the customer at ``phone`` recovered by ``order_id`` worth ``total``.
 
-    Called when an order arrives (the order webhook). Only carts that were
-    reminded and not already recovered count; the order's revenue goes on the
-    most recently reminded one. Returns how many carts were marked; commits.
+    Called when a new order is recorded (the order webhook), in its
+    transaction: the caller commits. Only carts that were reminded and not
+    already recovered count; the order's revenue goes on the most recently
+    reminded one. Returns how many carts were marked.
     """
     try:
         phone = contacts.normalize_phone(phone)
@@ -295,7 +301,6 @@ def mark_recovered(phone: str, order_id: str | int, total: Decimal | str | float
                 status=CartStatus.COMPLETED.value, updated_at=Cart.updated_at)
         .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.commit()
     return marked
 
 

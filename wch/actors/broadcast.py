@@ -42,6 +42,6 @@ def broadcast_sweep_trigger() -> str | None:
 
 @dramatiq.actor(queue_name="broadcast")
 def sweep_broadcasts() -> dict[str, int]:
-    """Start due scheduled campaigns; release or flag recipients of batches that died unnoticed."""
+    """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches."""
     settings = current_app.extensions["wch"].settings
     return broadcast.sweep_stale_claims(older_than=timedelta(seconds=settings.broadcast_stale_claim))

@@ -38,10 +38,11 @@ def scan_abandoned_carts(trigger: str = "schedule") -> int:
 @dramatiq.actor(actor_name=reminders.REMINDER_JOB, queue_name="carts", throws=(WhatsAppError,))
 def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
     """Re-check the cart, stamp it reminded, and send the reminder (text in the 24 h window, else the template)."""
+    # Before the claim: a client that cannot be built (no token) must not stamp the cart reminded, unsent.
+    client = shared_client(current_app.extensions["wch"].settings)
     reminder = reminders.claim_reminder(cart_id, updated_at)
     if reminder is None:
         return {"sent": False, "reason": "not eligible (already reminded, changed, emptied or opted out)"}
-    client = shared_client(current_app.extensions["wch"].settings)
     try:
         if reminder.text is not None:
             wamid = client.send_text(reminder.phone, reminder.text)
@@ -49,7 +50,7 @@ def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
             wamid = client.send_template(reminder.phone, reminder.template_name, reminder.template_language,
                                          reminder.parameters)
     except RetryLater as error:
-        if error.http_status is None:
+        if error.sent_unknown:
             # No answer: Meta may have it. Keep the stamp; never risk a second reminder.
             return {"sent": None, "reason": f"no answer from WhatsApp, it may have been sent: {error}"}
         reminders.unclaim_reminder(reminder)  # Meta refused it for now; the retry sends it

@@ -62,14 +62,17 @@ class CampaignsView(StaffOnly, BaseView):
         except (campaigns.CampaignError, ValueError) as error:
             db.session.rollback()
             return self.render("admin/wch/campaign_new.html", form=form, error=str(error)), 400
-        campaign_id = result.campaign.id
+        # Read before anything else commits: reading the committed (expired) campaign
+        # later would begin a transaction, holding SQLite's write lock, until the request ends.
+        campaign_id, total = result.campaign.id, result.campaign.total
+        db.session.rollback()
         if form.get("start") in {"now", "at"}:
             try:
                 campaigns.start_campaign(campaign_id, at=start_at)
             except campaigns.CampaignError as error:
                 db.session.rollback()
                 flash(f"Created, but not started: {error}", "warning")
-        flash(f"Campaign created with {result.campaign.total} recipient(s).", "success")
+        flash(f"Campaign created with {total} recipient(s).", "success")
         if result.bad_count:
             flash(f"{result.bad_count} CSV row(s) were left out; see the report below.", "warning")
         return self.render("admin/wch/campaign_created.html", result=result, campaign_id=campaign_id)
@@ -140,11 +143,16 @@ class SettingsView(StaffOnly, BaseView):
 
 
 def _start_time(form) -> datetime | None:
-    """The ``start_at`` field (a ``datetime-local`` value, in UTC) when ``start`` is ``at``; else now (None)."""
+    """The ``start_at`` field when ``start`` is ``at``; else now (None).
+
+    A time with an offset is converted to UTC; one without (what a
+    ``datetime-local`` input sends) is taken as UTC, as the form says.
+    """
     if form.get("start") != "at":
         return None
     raw = (form.get("start_at") or "").strip()
     try:
-        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        at = datetime.fromisoformat(raw)
     except ValueError:
         raise campaigns.CampaignError(f"{raw!r} is not a date and time (YYYY-MM-DD HH:MM, UTC)") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

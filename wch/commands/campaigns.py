@@ -69,7 +69,7 @@ def start(campaign_id: int, start_at: datetime | None) -> None:
 @click.argument("campaign_id", type=int)
 @with_appcontext
 def pause(campaign_id: int) -> None:
-    """Pause a sending campaign after the batch in flight."""
+    """Pause a sending or scheduled campaign before its next recipient (sends under way still finish)."""
     click.echo(f"campaign {_run(campaigns.pause_campaign, campaign_id).id} is paused")
 
 
@@ -105,6 +105,7 @@ def retry_failed(campaign_id: int) -> None:
 def show(campaign_id: int, watch: bool, as_json: bool) -> None:
     """A campaign's counters; while it sends, a live progress bar (--json: one snapshot)."""
     info = _run(campaigns.progress, campaign_id)
+    db.session.rollback()  # end the read now: on SQLite an open transaction holds the write lock
     if as_json:
         echo_json(info)
         return
@@ -115,8 +116,8 @@ def show(campaign_id: int, watch: bool, as_json: bool) -> None:
         bar.update(info["settled"])
         while info["status"] not in FINISHED and info["status"] != CampaignStatus.PAUSED.value:
             time.sleep(1.0)
-            db.session.rollback()
             info = campaigns.progress(campaign_id)
+            db.session.rollback()
             bar.update(info["settled"] - bar.pos)
     _print_summary(info)
 

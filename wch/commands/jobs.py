@@ -68,8 +68,8 @@ def show(job_id: str, as_json: bool) -> None:
     for key in ("id", "type", "queue", "status", "attempts", "enqueued_at", "eta", "started_at", "finished_at"):
         click.echo(f"{key + ':':<13}{details[key] or '-'}")
     click.echo(f"{'args:':<13}{json.dumps(details['args'])}")
-    if job.result is not None:
-        click.echo(f"{'result:':<13}{json.dumps(job.result)}")
+    if details["result"] is not None:
+        click.echo(f"{'result:':<13}{json.dumps(details['result'])}")
     for attempt in job.attempt_log:
         click.echo(f"\nattempt {attempt.number} on {attempt.worker}: {attempt.outcome or 'running'}")
         if attempt.error:

@@ -51,8 +51,11 @@ def sync_order(store_id: int, as_json: bool) -> None:
 
 
 def _report(job: Job, as_json: bool) -> None:
+    # Read before committing: reading the expired job after it would begin a new
+    # transaction (holding SQLite's write lock) until the command ends.
+    shown = {"job": job.id, "type": job.type, "args": job.args, "status": job.status}
     db.session.commit()
     if as_json:
-        echo_json({"job": job.id, "type": job.type, "args": job.args, "status": job.status})
+        echo_json(shown)
     else:
-        click.echo(f"dispatched {job.type} job {job.id} ({job.status})")
+        click.echo(f"dispatched {shown['type']} job {shown['job']} ({shown['status']})")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from wch.commands.output import echo_json, echo_table, json_option
 from wch.db import db, utcnow
 from wch.models import WorkerProcess
-
-ALIVE_WITHIN = timedelta(minutes=1)
 
 
 @click.command()
@@ -22,15 +19,16 @@ def workers(as_json: bool) -> None:
     """Worker processes and their last heartbeat."""
     rows = list(db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.host, WorkerProcess.pid)))
     now = utcnow()
+    heartbeat = current_app.extensions["wch"].settings.worker_heartbeat
     if as_json:
-        echo_json([w.to_dict() | {"alive": now - w.heartbeat_at < ALIVE_WITHIN} for w in rows])
+        echo_json([w.to_dict() | {"alive": w.is_alive(now, heartbeat=heartbeat)} for w in rows])
         return
     if not rows:
         click.echo("no worker has announced itself; start one with: dramatiq wch.actors")
         return
     table = [
         [w.host, w.pid, ",".join(w.queues), w.threads, f"{(now - w.heartbeat_at).total_seconds():.0f}s ago",
-         "alive" if now - w.heartbeat_at < ALIVE_WITHIN else "silent"]
+         "alive" if w.is_alive(now, heartbeat=heartbeat) else "silent"]
         for w in rows
     ]
     echo_table(["host", "pid", "queues", "threads", "heartbeat", "state"], table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Integer, String
@@ -23,6 +23,10 @@ class WorkerProcess(db.Model):
     threads: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    def is_alive(self, now: datetime, *, heartbeat: float) -> bool:
+        """Seen within the last minute, or the last three heartbeats when they are slower than that."""
+        return now - self.heartbeat_at < max(timedelta(minutes=1), timedelta(seconds=3 * heartbeat))
 
     def to_dict(self) -> dict[str, Any]:
         return {
