@@ -58,6 +58,14 @@ def log_in(client, email: str = "admin@example.com", password: str = PASSWORD):
     return response
 
 
+def logged_in_admin(app) -> PanelClient:
+    """A client logged in as a new admin."""
+    make_user()
+    client = client_for(app)
+    log_in(client)
+    return client
+
+
 def add_job(type_: str = "echo", *, status: str = "failed", args: dict[str, Any] | None = None,
             error: str | None = "RuntimeError: boom", ago: timedelta = timedelta(minutes=5),
             queue: str = "sync") -> Job:

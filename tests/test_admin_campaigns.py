@@ -8,7 +8,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from tests.panel import client_for, csrf_token, log_in, make_user
+from tests.panel import client_for, csrf_token, log_in, logged_in_admin, make_user
 from wch import reminders
 from wch.db import db
 from wch.models import Campaign, Contact, Job, Recipient
@@ -16,10 +16,7 @@ from wch.models import Campaign, Contact, Job, Recipient
 
 @pytest.fixture
 def admin(app):
-    make_user()
-    client = client_for(app)
-    log_in(client)
-    return client
+    return logged_in_admin(app)
 
 
 def post(client, url: str, data: dict, **kwargs):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.apps import run_jobs
-from tests.panel import add_job, client_for, csrf_token, log_in, make_user
+from tests.panel import add_job, client_for, csrf_token, log_in, logged_in_admin
 from wch import create_app, dispatcher
 from wch.db import db, utcnow
 from wch.models import Cart, CleanupRun, Job, User, WorkerProcess
@@ -20,10 +20,7 @@ from wch.models import Cart, CleanupRun, Job, User, WorkerProcess
 
 @pytest.fixture
 def admin(app):
-    make_user()
-    client = client_for(app)
-    log_in(client)
-    return client
+    return logged_in_admin(app)
 
 
 def pending_row(html: str, type_: str) -> dict[str, int]:

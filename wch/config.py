@@ -138,31 +138,21 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _delays(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:
     raw = env.get(name) or default
-    delays = []
-    for part in raw.split(","):
-        part = part.strip()
-        try:
-            seconds = float(part)
-        except ValueError:
-            seconds = math.nan
-        if not math.isfinite(seconds):
-            raise ConfigError(f"{name}: {part!r} is not a number of seconds (expected e.g. 60,300,900)")
-        if seconds < 0:
-            raise ConfigError(f"{name}: delays cannot be negative, got {part}")
-        delays.append(seconds)
-    return tuple(delays)
+    return tuple(_parse_seconds(name, part.strip(), hint=" (expected e.g. 60,300,900)") for part in raw.split(","))
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
+    return _parse_seconds(name, raw) if raw else default
+
+
+def _parse_seconds(name: str, raw: str, *, hint: str = "") -> float:
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise ConfigError(f"{name}: {raw!r} is not a number of seconds")
+        raise ConfigError(f"{name}: {raw!r} is not a number of seconds{hint}")
     if value < 0:
         raise ConfigError(f"{name}: cannot be negative, got {raw}")
     return value

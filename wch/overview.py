@@ -17,6 +17,7 @@ from wch.carts import UNCONVERTED, expiry_cutoff
 from wch.config import Settings
 from wch.db import db, utcnow
 from wch.dispatcher import pending_counts
+from wch.humanize import duration
 from wch.models import Cart, CartStatus, CleanupRun, Job, JobStatus, WorkerProcess
 from wch.models.campaigns import COUNTERS, Campaign, CampaignStatus
 from wch.models.jobs import PENDING
@@ -179,25 +180,14 @@ def warnings(numbers: dict[str, Any], *, settings: Settings) -> list[str]:
     if not any(worker["alive"] for worker in numbers["workers"]):
         if numbers["workers"]:
             silent = min(worker["seconds_ago"] for worker in numbers["workers"])
-            found.append(f"No worker has been seen for {_duration(silent)}: jobs are not being run.")
+            found.append(f"No worker has been seen for {duration(silent)}: jobs are not being run.")
         else:
             found.append("No worker has announced itself: start one with `dramatiq wch.actors`.")
     late = {t: age for t, age in numbers["oldest_pending"].items() if age > settings.pending_warn_seconds}
     for type_, age in sorted(late.items(), key=lambda item: -item[1]):
-        found.append(f"{type_} jobs have been waiting for {_duration(age)} (more than "
-                     f"{_duration(settings.pending_warn_seconds)}).")
+        found.append(f"{type_} jobs have been waiting for {duration(age)} (more than "
+                     f"{duration(settings.pending_warn_seconds)}).")
     broker = numbers["broker"]
     if broker.reachable is False:
         found.append(f"RabbitMQ is not reachable ({broker.error}); jobs stay in the outbox until it is back.")
     return found
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} days"

@@ -18,6 +18,7 @@ from wch.admin.campaigns import CampaignsView, SettingsView
 from wch.admin.carts import CartsView
 from wch.admin.dashboard import DashboardView
 from wch.admin.jobs import JobsView
+from wch.humanize import duration
 
 
 def init_admin(app: Flask) -> Admin:
@@ -42,20 +43,6 @@ def init_admin(app: Flask) -> Admin:
 
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 def ago(value: datetime | None, now: datetime) -> str:
