@@ -116,13 +116,15 @@ def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_ap
         assert cell(page, "#job-status") == "failed"
         assert page.locator(".wch-attempt").count() == 4
         page.screenshot(path=str(ARTIFACTS / "failed-job.png"), full_page=True)
-        page.click("#retry-job")
+        with page.expect_navigation():  # the POST and its redirect back to the job
+            page.click("#retry-job")
         until_shown(page, "#job-status", "succeeded")
         assert cell(page, "#job-result") == "5"
 
         page.goto(f"{served.url}/admin/")
         assert cell(page, '[data-cart="expired"]') == "3"
-        page.click("#run-cleanup")
+        with page.expect_navigation():
+            page.click("#run-cleanup")
         assert page.locator(".alert", has_text="Cart cleanup queued").count() == 1
         until_shown(page, '[data-cart="expired"]', "0")
         assert cell(page, '[data-cart="abandoned"]') == "0" and cell(page, '[data-cart="active"]') == "1"
