@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import abort, current_app, request, url_for
 from flask_admin import BaseView, expose
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from wch.admin.auth import StaffOnly
+from wch.admin.paging import newest_first
 from wch.db import db, utcnow
 from wch.models import Cart, CartStatus
 
-PAGE_SIZE = 50
 IDLE = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "expired": None, "7d": timedelta(days=7)}
 
 
@@ -35,16 +35,10 @@ class CartsView(StaffOnly, BaseView):
             query = query.where(Cart.status == status)
         if idle:
             query = query.where(Cart.updated_at < now - (IDLE[idle] or expiry))
-        cursor = _parse_cursor(request.args.get("before", ""))
-        if cursor is not None:
-            at, cart_id = cursor
-            query = query.where(Cart.updated_at <= at, or_(Cart.updated_at < at, and_(Cart.updated_at == at,
-                                                                                     Cart.id < cart_id)))
-        rows = list(db.session.scalars(query.order_by(Cart.updated_at.desc(), Cart.id.desc()).limit(PAGE_SIZE + 1)))
-        older = None
-        if len(rows) > PAGE_SIZE:
-            rows = rows[:PAGE_SIZE]
-            older = url_for(".index", **filters, before=f"{rows[-1].updated_at.isoformat()}~{rows[-1].id}")
+        rows, before, first_page = newest_first(
+            query, at=Cart.updated_at, key=Cart.id, before=request.args.get("before", "")
+        )
+        older = url_for(".index", **filters, before=before) if before else None
         return self.render(
             "admin/wch/carts_list.html",
             carts=rows,
@@ -53,7 +47,7 @@ class CartsView(StaffOnly, BaseView):
             idle_choices={"1h": "idle > 1 h", "24h": "idle > 24 h",
                           "expired": f"expired (idle > {expiry.total_seconds() / 3600:.0f} h)", "7d": "idle > 7 days"},
             older=older,
-            first_page=cursor is None,
+            first_page=first_page,
             now=now,
             expiry=expiry,
         )
@@ -66,11 +60,3 @@ class CartsView(StaffOnly, BaseView):
         expiry = timedelta(hours=current_app.extensions["wch"].settings.cart_expiry_hours)
         return self.render("admin/wch/cart_detail.html", cart=cart, now=utcnow(), expiry=expiry)
 
-
-def _parse_cursor(raw: str) -> tuple[datetime, int] | None:
-    at, _, cart_id = raw.partition("~")
-    try:
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    return (parsed, int(cart_id)) if parsed.tzinfo and cart_id.isdigit() else None

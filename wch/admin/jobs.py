@@ -10,16 +10,16 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import load_only
 
 from wch import dispatcher
 from wch.admin.auth import StaffOnly
+from wch.admin.paging import newest_first
 from wch.db import db, utcnow
 from wch.models import Job, JobStatus
 from wch.redact import redact_text, redact_value
 
-PAGE_SIZE = 50
 # An error-text search reads at most this many failed jobs (newest first) of
 # the chosen type and time window, never the whole table: LIKE '%text%' cannot
 # use an index, so the scan itself has to be bounded.
@@ -112,17 +112,10 @@ class JobsView(StaffOnly, BaseView):
                       "type and time window.")
         else:
             query = filters.where(query, now=now)
-        cursor = _parse_cursor(request.args.get("before", ""))
-        if cursor is not None:
-            at, job_id = cursor
-            # The <= bound lets the database walk the index; the OR breaks ties on the same instant.
-            query = query.where(Job.enqueued_at <= at, or_(Job.enqueued_at < at, and_(Job.enqueued_at == at,
-                                                                                     Job.id < job_id)))
-        rows = list(db.session.scalars(query.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(PAGE_SIZE + 1)))
-        older = None
-        if len(rows) > PAGE_SIZE:
-            rows = rows[:PAGE_SIZE]
-            older = url_for(".index", **filters.as_args(), before=_cursor(rows[-1]))
+        rows, before, first_page = newest_first(
+            query, at=Job.enqueued_at, key=Job.id, before=request.args.get("before", "")
+        )
+        older = url_for(".index", **filters.as_args(), before=before) if before else None
         return self.render(
             "admin/wch/jobs_list.html",
             jobs=rows,
@@ -131,7 +124,7 @@ class JobsView(StaffOnly, BaseView):
             statuses=[s.value for s in JobStatus],
             windows=list(WINDOWS),
             older=older,
-            first_page=cursor is None,
+            first_page=first_page,
             notice=notice,
             errors={job.id: _short(redact_text(job.last_error)) for job in rows},
             now=now,
@@ -213,19 +206,6 @@ class JobsView(StaffOnly, BaseView):
             flash(message, "warning")
         if len(refused) > 5:
             flash(f"… and {len(refused) - 5} more job(s) refused.", "warning")
-
-
-def _cursor(job: Job) -> str:
-    return f"{job.enqueued_at.isoformat()}~{job.id}"
-
-
-def _parse_cursor(raw: str) -> tuple[datetime, str] | None:
-    at, _, job_id = raw.partition("~")
-    try:
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    return (parsed, job_id) if parsed.tzinfo and job_id else None
 
 
 def _pretty(value: Any) -> str:

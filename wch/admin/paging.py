@@ -1,0 +1,47 @@
+"""Keyset paging for the panel's long lists: newest first, no OFFSET and no COUNT over millions of rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from wch.db import db
+
+PAGE_SIZE = 50
+
+
+class Page(NamedTuple):
+    """Rows, the cursor of the next (older) page or None on the last, and whether this is the first page."""
+
+    rows: list[Any]
+    older: str | None
+    first: bool
+
+
+def newest_first(query: Select, *, at: InstrumentedAttribute, key: InstrumentedAttribute, before: str) -> Page:
+    """One page of ``query`` ordered by ``at`` then ``key``, both descending, after the ``before`` cursor."""
+    cursor = _parse(before, int if key.type.python_type is int else str)
+    if cursor is not None:
+        at_value, key_value = cursor
+        # The <= bound lets the database walk the index; the OR breaks ties on the same instant.
+        query = query.where(at <= at_value, or_(at < at_value, and_(at == at_value, key < key_value)))
+    rows = list(db.session.scalars(query.order_by(at.desc(), key.desc()).limit(PAGE_SIZE + 1)))
+    if len(rows) <= PAGE_SIZE:
+        return Page(rows, None, cursor is None)
+    rows = rows[:PAGE_SIZE]
+    last = rows[-1]
+    return Page(rows, f"{getattr(last, at.key).isoformat()}~{getattr(last, key.key)}", cursor is None)
+
+
+def _parse(raw: str, key_type: type) -> tuple[datetime, Any] | None:
+    at, _, key = raw.partition("~")
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if not parsed.tzinfo or not key or (key_type is int and not key.isdigit()):
+        return None
+    return parsed, key_type(key)
