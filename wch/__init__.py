@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import dramatiq
@@ -10,16 +9,8 @@ from flask import Flask
 
 from wch.config import Settings, dev_secret_key
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
 _DEFAULT = object()
-
-
-@dataclass
-class WchState:
-    """What wch keeps on ``app.extensions["wch"]``: its settings and where it publishes jobs."""
-
-    settings: Settings
-    publisher: dramatiq.Broker | None
 
 
 def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker | None | object = _DEFAULT) -> Flask:
@@ -27,22 +18,23 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
 
     ``publisher`` is the broker dispatched jobs are published to; by default
     the one ``WCH_BROKER_URL`` names (or none for ``stub://``: see
-    :func:`wch.broker.build_publisher`).
+    :func:`wch.jobs.broker.build_publisher`).
     """
-    app = Flask(
-        __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-    )
+    templates, static = asset_folders()
+    app = Flask(__name__, template_folder=str(templates), static_folder=str(static))
     if settings is None:
         settings = Settings.from_env(instance_path=app.instance_path)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     from wch import actors  # noqa: F401  (declares every job type on the broker)
-    from wch.broker import build_publisher
+    from wch.admin import init_admin
+    from wch.cli import register_commands
     from wch.db import db
+    from wch.jobs.broker import build_publisher
     from wch.migrations import migrate
     from wch.redact import register_secret
+    from wch.runtime import Runtime, init_runtime
+    from wch.web import init_web
 
     app.config.update(
         SECRET_KEY=settings.secret_key or dev_secret_key(app.instance_path),
@@ -53,24 +45,23 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
         register_secret(secret)
     db.init_app(app)
     migrate.init_app(app, db)
-    app.extensions["wch"] = WchState(
+    init_runtime(app, Runtime(
         settings=settings,
         publisher=build_publisher(settings) if publisher is _DEFAULT else publisher,
-    )
-
-    from wch.admin import init_admin
-    from wch.health import bp as health_bp
-    from wch.security import init_security
-    from wch.whatsapp_webhook import bp as whatsapp_webhook_bp
-    from wch.woocommerce_webhook import bp as woocommerce_webhook_bp
-
-    init_security(app, secure_cookie=settings.session_cookie_secure)
+    ))
+    init_web(app, secure_cookie=settings.session_cookie_secure)
     init_admin(app)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(whatsapp_webhook_bp)
-    app.register_blueprint(woocommerce_webhook_bp)
-
-    from wch.commands import register_commands
-
     register_commands(app)
     return app
+
+
+def asset_folders() -> tuple[Path, Path]:
+    """The panel's ``templates/`` and ``static/`` folders.
+
+    A wheel ships them inside the package; in a source checkout (an editable
+    install) they sit at the repository's root.
+    """
+    for root in (PACKAGE, PACKAGE.parent):
+        if (root / "templates").is_dir() and (root / "static").is_dir():
+            return root / "templates", root / "static"
+    raise RuntimeError(f"wch's templates/ and static/ are missing from {PACKAGE} and {PACKAGE.parent}")

@@ -1,14 +1,30 @@
-"""The SQLAlchemy handle shared by the web app, the workers and the CLI."""
+"""The SQLAlchemy handle shared by the web app, the workers and the CLI, and the one rule for transactions.
+
+The entry point owns the transaction: a web view, a command or an actor runs
+its unit of work in ``with transaction():``, which commits at the end of the
+block or rolls back if it raises. Services do not commit; the exceptions are
+services that call Meta or walk through many rows in batches, which run a
+series of short transactions of their own (each one a ``with transaction():``)
+and say "runs its own transactions" in their docstring. Call those with no
+transaction open.
+
+A block that only reads is marked ``with read_only():``. On SQLite it begins
+with a plain ``BEGIN`` instead of ``BEGIN IMMEDIATE``, so it does not take the
+write lock, and its transaction ends with the block, so nothing holds the
+database while the caller goes on to a slow call (Meta, RabbitMQ, a sleep).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names keep migrations identical on SQLite and PostgreSQL.
@@ -26,6 +42,38 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# Execution option that makes a SQLite transaction begin without the write lock (see read_only()).
+READ_ONLY = "wch_read_only"
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A unit of work: commits when the block ends, rolls back if it raises."""
+    try:
+        yield db.session
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+@contextmanager
+def read_only() -> Iterator[Session]:
+    """A block that only reads, in a transaction of its own that ends with the block.
+
+    Inside a transaction that is already open (one that may have written), the
+    block simply joins it and leaves it open.
+    """
+    session = db.session
+    if session.in_transaction():
+        yield session
+        return
+    session.connection(execution_options={READ_ONLY: True})
+    try:
+        yield session
+    finally:
+        session.rollback()
 
 
 def utcnow() -> datetime:
@@ -74,5 +122,7 @@ def _tune_sqlite(dbapi_connection, connection_record) -> None:
 def _begin_sqlite(connection) -> None:
     # IMMEDIATE takes the write lock up front, so two writers queue on the busy
     # timeout instead of one failing when it upgrades a read snapshot to a write.
+    # A read-only block needs no lock: WAL gives it a snapshot beside the writers.
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

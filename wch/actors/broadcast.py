@@ -5,43 +5,46 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import dramatiq
 from dramatiq.middleware import CurrentMessage
-from flask import current_app
 from periodiq import cron
 
-from wch import broadcast, maintenance
-from wch.campaigns import BATCH_JOB
-from wch.db import db, utcnow
-from wch.dispatcher import dispatch
-from wch.whatsapp_events import apply_webhook
+from wch import runtime
+from wch.db import transaction
+from wch.jobs import JobType, job_actor
+from wch.jobs.schedule import claim_slot, minute_slot
+from wch.messaging import events
+from wch.messaging.campaigns import SEND_CAMPAIGN_BATCH, sending, sweep
+from wch.whatsapp import shared_client
+
+TRIGGER_BROADCAST_SWEEP = JobType("trigger_broadcast_sweep", queue="broadcast")
 
 
-@dramatiq.actor(actor_name=BATCH_JOB, queue_name="broadcast", time_limit=10 * 60 * 1000)
+@job_actor(SEND_CAMPAIGN_BATCH, time_limit=10 * 60 * 1000)
 def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
     """Send the next batch of a campaign; it dispatches the batch after it, an interval later."""
+    settings = runtime.settings()
     message = CurrentMessage.get_current_message()
-    return broadcast.run_batch(campaign_id, claim=message.message_id).to_dict()
+    outcome = sending.run_batch(campaign_id, claim=message.message_id, client=shared_client(settings),
+                                settings=settings)
+    return outcome.to_dict()
 
 
-@dramatiq.actor(queue_name="broadcast")
+@job_actor(events.PROCESS_WHATSAPP_WEBHOOK)
 def process_whatsapp_webhook(payload: dict[str, Any]) -> dict[str, int]:
     """Apply the statuses and inbound messages of one WhatsApp webhook delivery."""
-    return apply_webhook(payload)
+    return events.apply_webhook(payload)
 
 
-@dramatiq.actor(queue_name="broadcast", periodic=cron("* * * * *"), retry_delays=())
-def broadcast_sweep_trigger() -> str | None:
+@job_actor(TRIGGER_BROADCAST_SWEEP, periodic=cron("* * * * *"), retry_delays=())
+def trigger_broadcast_sweep() -> str | None:
     """Dispatch the broadcast sweep once a minute, however many schedulers fire."""
-    if not maintenance.claim_slot("broadcast_sweep", utcnow().strftime("%Y-%m-%dT%H:%M")):
-        return None
-    job = dispatch("sweep_broadcasts", unique=True)
-    db.session.commit()
-    return job.id
+    with transaction():
+        if not claim_slot("broadcast_sweep", minute_slot()):
+            return None
+        return sweep.sweep_later().id
 
 
-@dramatiq.actor(queue_name="broadcast")
+@job_actor(sweep.SWEEP_BROADCASTS)
 def sweep_broadcasts() -> dict[str, int]:
     """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches."""
-    settings = current_app.extensions["wch"].settings
-    return broadcast.sweep_stale_claims(older_than=timedelta(seconds=settings.broadcast_stale_claim))
+    return sweep.sweep(stale_after=timedelta(seconds=runtime.settings().broadcast_stale_claim))

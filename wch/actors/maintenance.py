@@ -1,4 +1,4 @@
-"""Periodic triggers and upkeep of the ledger (queue ``maintenance``).
+"""Periodic triggers and upkeep (queue ``maintenance``).
 
 Periodic actors are thin triggers: periodiq drops late periodic messages
 rather than retrying them, so the real work is dispatched as ordinary,
@@ -9,29 +9,29 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import dramatiq
 from dramatiq.middleware import CurrentMessage
-from flask import current_app
 from periodiq import cron
 
-from wch import maintenance, outbox
-from wch.db import db
-from wch.dispatcher import dispatch
+from wch import runtime
+from wch.carts.cleanup import cleanup_later
+from wch.db import transaction
+from wch.jobs import JobType, dispatch, job_actor, outbox, upkeep
+from wch.jobs.schedule import claim_slot, hour_slot
+from wch.store.deliveries import forget_old_deliveries
+
+TRIGGER_HOURLY_WORK = JobType("trigger_hourly_work", queue="maintenance")
+RELAY_OUTBOX = JobType("relay_outbox", queue="maintenance")
+FORGET_WEBHOOK_DELIVERIES = JobType("forget_webhook_deliveries", queue="maintenance")
 
 
-@dramatiq.actor(queue_name="maintenance", periodic=cron("0 * * * *"), retry_delays=())
-def hourly() -> list[str]:
+@job_actor(TRIGGER_HOURLY_WORK, periodic=cron("0 * * * *"), retry_delays=())
+def trigger_hourly_work() -> list[str]:
     """Dispatch the hourly work once per hour, however many schedulers fire."""
-    if not maintenance.claim_slot("hourly", maintenance.hour_slot(_scheduled_at())):
-        db.session.rollback()
-        return []
-    jobs = [
-        dispatch("cleanup_carts", {"trigger": "schedule"}),
-        dispatch("expire_results"),
-        dispatch("purge_ledger"),
-    ]
-    db.session.commit()
-    return [job.id for job in jobs]
+    with transaction():
+        if not claim_slot("hourly", hour_slot(_scheduled_at())):
+            return []
+        jobs = [cleanup_later("schedule"), dispatch(upkeep.EXPIRE_RESULTS), dispatch(upkeep.PURGE_LEDGER)]
+        return [job.id for job in jobs]
 
 
 def _scheduled_at() -> datetime | None:
@@ -43,19 +43,26 @@ def _scheduled_at() -> datetime | None:
         return None  # sent by hand, or by the in-process scheduler
 
 
-@dramatiq.actor(queue_name="maintenance", periodic=cron("* * * * *"), retry_delays=())
+@job_actor(RELAY_OUTBOX, periodic=cron("* * * * *"), retry_delays=())
 def relay_outbox() -> int:
     """Publish jobs that could not be published when they were dispatched."""
     return outbox.relay()
 
 
-@dramatiq.actor(queue_name="maintenance")
+@job_actor(upkeep.EXPIRE_RESULTS)
 def expire_results() -> int:
     """Clear results older than ``WCH_RESULT_TTL``."""
-    return maintenance.expire_results()
+    with transaction():
+        return upkeep.expire_results()
 
 
-@dramatiq.actor(queue_name="maintenance", time_limit=60 * 60 * 1000)
+@job_actor(upkeep.PURGE_LEDGER, time_limit=60 * 60 * 1000)
 def purge_ledger() -> int:
     """Delete finished jobs older than ``WCH_LEDGER_RETENTION_DAYS`` and workers long gone."""
-    return maintenance.purge_ledger(retention_days=current_app.extensions["wch"].settings.ledger_retention_days)
+    return upkeep.purge_ledger(retention_days=runtime.settings().ledger_retention_days)
+
+
+@job_actor(FORGET_WEBHOOK_DELIVERIES, periodic=cron("30 * * * *"), retry_delays=())
+def forget_webhook_deliveries() -> int:
+    """Hourly: drop store delivery ids older than ``WCH_WEBHOOK_DEDUPE_DAYS`` (idempotent, so no trigger is needed)."""
+    return forget_old_deliveries(days=runtime.settings().webhook_dedupe_days)

@@ -14,11 +14,12 @@ from flask_admin.theme import Bootstrap4Theme
 
 from wch.admin.auth import bp as auth_bp
 from wch.admin.auth import login_manager
-from wch.admin.campaigns import CampaignsView, SettingsView
+from wch.admin.campaigns import CampaignsView
 from wch.admin.carts import CartsView
 from wch.admin.dashboard import DashboardView
 from wch.admin.jobs import JobsView
-from wch.humanize import duration
+from wch.admin.settings import SettingsView
+from wch.monitoring.humanize import duration
 
 
 def init_admin(app: Flask) -> Admin:

@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
-from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from wch.db import db, utcnow
+from wch.db import db, transaction, utcnow
 from wch.models import User
+from wch.staff import find_user
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Checked when the e-mail is unknown, so a wrong e-mail takes as long as a wrong password.
@@ -51,10 +51,6 @@ class StaffOnly:
         return None
 
 
-def find_user(email: str) -> User | None:
-    return db.session.scalars(select(User).where(func.lower(User.email) == email.strip().lower())).first()
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_url = _safe_next(request.values.get("next"))
@@ -71,8 +67,8 @@ def login():
             # A fresh session on log-in: nothing chosen before it (session fixation) survives.
             session.clear()
             login_user(user)
-            user.last_login_at = utcnow()
-            db.session.commit()
+            with transaction():
+                user.last_login_at = utcnow()
             return redirect(next_url)
         flash("Wrong e-mail or password.", "danger")
         return render_template("login.html", email=email, next=next_url), 401

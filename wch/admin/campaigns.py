@@ -1,7 +1,7 @@
-"""Campaigns and reminder settings in the panel, on top of :mod:`wch.campaigns` and :mod:`wch.reminders`.
+"""Campaigns in the panel, on top of :mod:`wch.messaging.campaigns`.
 
-Every change goes through those modules' functions, which validate and commit;
-these views only turn forms into calls and errors into messages.
+Every change goes through that package's functions, which validate; these
+views only turn forms into calls, commit, and turn errors into messages.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from datetime import UTC, datetime
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 
-from wch import campaigns, reminders
+from wch import runtime
 from wch.admin.auth import StaffOnly
-from wch.db import db
+from wch.db import transaction
+from wch.messaging import campaigns
 from wch.models import RecipientStatus
 
 RECIPIENTS_PAGE = 100
 ACTIONS = {
-    "pause": lambda campaign_id: campaigns.pause_campaign(campaign_id),
-    "resume": lambda campaign_id: campaigns.resume_campaign(campaign_id),
-    "cancel": lambda campaign_id: campaigns.cancel_campaign(campaign_id),
-    "retry": lambda campaign_id: campaigns.retry_failed(campaign_id),
+    "pause": campaigns.pause_campaign,
+    "resume": campaigns.resume_campaign,
+    "cancel": campaigns.cancel_campaign,
+    "retry": campaigns.retry_failed,
 }
-# Sample values for the reminder message's live preview.
-PREVIEW = {"name": "Ana", "items": "2 × Linen shirt, Canvas tote", "total": "R$ 97.80",
-           "cart_link": "https://store.example/cart/1234"}
 
 
 class CampaignsView(StaffOnly, BaseView):
@@ -49,28 +47,29 @@ class CampaignsView(StaffOnly, BaseView):
         use_template = form.get("kind", "template") == "template"
         try:
             start_at = _start_time(form)
-            result = campaigns.create_campaign(
-                name=form.get("name", ""),
-                template_name=form.get("template_name") if use_template else None,
-                template_language=form.get("template_language") or "en_US",
-                template_parameters=[p.strip() for p in form.get("template_parameters", "").splitlines()
-                                     if p.strip()] if use_template else (),
-                text=None if use_template else form.get("text"),
-                all_contacts=not use_csv,
-                csv_file=io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace") if use_csv else None,
-            )
+            with transaction():
+                result = campaigns.create_campaign(
+                    name=form.get("name", ""),
+                    template_name=form.get("template_name") if use_template else None,
+                    template_language=form.get("template_language") or "en_US",
+                    template_parameters=[p.strip() for p in form.get("template_parameters", "").splitlines()
+                                         if p.strip()] if use_template else (),
+                    text=None if use_template else form.get("text"),
+                    all_contacts=not use_csv,
+                    csv_file=(io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace")
+                              if use_csv else None),
+                )
+                # Read before the commit: reading the committed (expired) campaign later would
+                # begin a transaction, holding SQLite's write lock, until the request ends.
+                campaign_id, total = result.campaign.id, result.campaign.total
         except (campaigns.CampaignError, ValueError) as error:
-            db.session.rollback()
             return self.render("admin/wch/campaign_new.html", form=form, error=str(error)), 400
-        # Read before anything else commits: reading the committed (expired) campaign
-        # later would begin a transaction, holding SQLite's write lock, until the request ends.
-        campaign_id, total = result.campaign.id, result.campaign.total
-        db.session.rollback()
         if form.get("start") in {"now", "at"}:
             try:
-                campaigns.start_campaign(campaign_id, at=start_at)
+                with transaction():
+                    campaigns.start_campaign(campaign_id, at=start_at,
+                                             max_broker_delay=runtime.settings().max_broker_delay)
             except campaigns.CampaignError as error:
-                db.session.rollback()
                 flash(f"Created, but not started: {error}", "warning")
         flash(f"Campaign created with {total} recipient(s).", "success")
         if result.bad_count:
@@ -95,10 +94,11 @@ class CampaignsView(StaffOnly, BaseView):
     @expose("/<int:campaign_id>/start", methods=["POST"])
     def start(self, campaign_id: int):
         try:
-            campaigns.start_campaign(campaign_id, at=_start_time(request.form))
+            with transaction():
+                campaigns.start_campaign(campaign_id, at=_start_time(request.form),
+                                         max_broker_delay=runtime.settings().max_broker_delay)
             flash("Campaign started." if request.form.get("start") != "at" else "Campaign scheduled.", "success")
         except (campaigns.CampaignError, ValueError) as error:
-            db.session.rollback()
             flash(str(error), "danger")
         return redirect(url_for(".details", campaign_id=campaign_id))
 
@@ -107,39 +107,14 @@ class CampaignsView(StaffOnly, BaseView):
         if action not in ACTIONS:
             abort(404)
         try:
-            outcome = ACTIONS[action](campaign_id)
-            flash(f"{outcome} failed recipient(s) will be sent again." if action == "retry"
-                  else f"Campaign {outcome.status}.", "success")
+            with transaction():
+                outcome = ACTIONS[action](campaign_id)
+                message = (f"{outcome} failed recipient(s) will be sent again." if action == "retry"
+                           else f"Campaign {outcome.status}.")
+            flash(message, "success")
         except campaigns.CampaignError as error:
-            db.session.rollback()
             flash(str(error), "danger")
         return redirect(url_for(".details", campaign_id=campaign_id))
-
-
-class SettingsView(StaffOnly, BaseView):
-    """``/admin/settings/``: abandoned-cart reminders (enabled, delay, message with a live preview)."""
-
-    @expose("/", methods=["GET", "POST"])
-    def index(self):
-        errors: dict[str, str] = {}
-        if request.method == "POST":
-            data = {key: request.form.get(key, "") for key in ("delay_hours", "message", "template_name",
-                                                                 "template_language", "cart_url")}
-            data["enabled"] = request.form.get("enabled") == "on"
-            try:
-                reminders.save_settings(data)
-                flash("Reminder settings saved.", "success")
-                return redirect(url_for(".index"))
-            except reminders.ReminderSettingsError as error:
-                db.session.rollback()
-                errors = error.errors
-                values = data
-        else:
-            values = reminders.get_settings().to_dict()
-            db.session.rollback()  # get_settings may have added the default row: a GET saves nothing
-        return self.render("admin/wch/settings.html", values=values, errors=errors, preview=PREVIEW,
-                           placeholders=reminders.PLACEHOLDERS, min_hours=reminders.MIN_DELAY_HOURS,
-                           max_hours=reminders.MAX_DELAY_HOURS), 400 if errors else 200
 
 
 def _start_time(form) -> datetime | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import abort, current_app, request, url_for
+from flask import abort, request, url_for
 from flask_admin import BaseView, expose
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
+from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.admin.paging import newest_first
 from wch.db import db, utcnow
@@ -23,7 +24,7 @@ class CartsView(StaffOnly, BaseView):
     @expose("/")
     def index(self):
         now = utcnow()
-        expiry = timedelta(hours=current_app.extensions["wch"].settings.cart_expiry_hours)
+        expiry = timedelta(hours=runtime.settings().cart_expiry_hours)
         status = request.args.get("status", "")
         status = status if status in {s.value for s in CartStatus} else ""
         idle = request.args.get("idle", "")
@@ -57,6 +58,6 @@ class CartsView(StaffOnly, BaseView):
         cart = db.session.get(Cart, cart_id)
         if cart is None:
             abort(404)
-        expiry = timedelta(hours=current_app.extensions["wch"].settings.cart_expiry_hours)
+        expiry = timedelta(hours=runtime.settings().cart_expiry_hours)
         return self.render("admin/wch/cart_detail.html", cart=cart, now=utcnow(), expiry=expiry)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, url_for
+from flask import flash, redirect, url_for
 from flask_admin import AdminIndexView, expose
 
+from wch import runtime
 from wch.admin.auth import StaffOnly
-from wch.db import db
-from wch.dispatcher import dispatch
-from wch.overview import overview
+from wch.carts.cleanup import cleanup_later
+from wch.db import transaction
+from wch.monitoring.overview import overview
 
 
 class DashboardView(StaffOnly, AdminIndexView):
@@ -25,12 +26,11 @@ class DashboardView(StaffOnly, AdminIndexView):
     @expose("/cleanup", methods=["POST"])
     def cleanup(self):
         # unique: a double click (or two staff members) queue one cleanup, not two.
-        job = dispatch("cleanup_carts", {"trigger": "panel"}, unique=True)
-        job_id = job.id
-        db.session.commit()
+        with transaction():
+            job_id = cleanup_later("panel", unique=True).id
         flash(f"Cart cleanup queued (job {job_id}).", "success")
         return redirect(url_for(".index"))
 
     def _numbers(self) -> dict:
-        settings = current_app.extensions["wch"].settings
+        settings = runtime.settings()
         return {"o": overview(settings), "settings": settings}

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from sqlalchemy import func, select
 from sqlalchemy.orm import load_only
 
-from wch import dispatcher
+from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.admin.paging import newest_first
-from wch.db import db, utcnow
+from wch.db import db, transaction, utcnow
+from wch.jobs import DispatchError, cancel, retry
+from wch.jobs.dispatcher import job_types
 from wch.models import Job, JobStatus
 from wch.redact import redact_text, redact_value
 
@@ -120,7 +122,7 @@ class JobsView(StaffOnly, BaseView):
             "admin/wch/jobs_list.html",
             jobs=rows,
             filters=filters,
-            types=dispatcher.job_types(),
+            types=job_types(),
             statuses=[s.value for s in JobStatus],
             windows=list(WINDOWS),
             older=older,
@@ -151,12 +153,12 @@ class JobsView(StaffOnly, BaseView):
 
     @expose("/<job_id>/retry", methods=["POST"])
     def retry(self, job_id: str):
-        self._act(dispatcher.retry, [job_id], done="retrying")
+        self._act(retry, [job_id], done="retrying")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/<job_id>/cancel", methods=["POST"])
     def cancel(self, job_id: str):
-        self._act(dispatcher.cancel, [job_id], done="canceled")
+        self._act(cancel, [job_id], done="canceled")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/bulk", methods=["POST"])
@@ -168,21 +170,21 @@ class JobsView(StaffOnly, BaseView):
         if not ids:
             flash("Select some jobs first.", "warning")
         elif action == "retry":
-            self._act(dispatcher.retry, ids, done="retrying")
+            self._act(retry, ids, done="retrying")
         else:
-            self._act(dispatcher.cancel, ids, done="canceled")
+            self._act(cancel, ids, done="canceled")
         return redirect(_same_site(request.form.get("next")) or url_for(".index"))
 
     @expose("/retry-failed", methods=["GET", "POST"])
     def retry_matching(self):
         """Retry every failed job the filter matches, up to ``WCH_PANEL_RETRY_CAP``, after a confirmation."""
-        cap = current_app.extensions["wch"].settings.panel_retry_cap
+        cap = runtime.settings().panel_retry_cap
         source = request.form if request.method == "POST" else request.args
         filters = JobFilter.from_args(source)
         now = utcnow()
         if request.method == "POST" and request.form.get("confirm") == "yes":
             ids = list(db.session.scalars(failed_matching(filters, limit=cap, now=now)))
-            self._act(dispatcher.retry, ids, done="retrying")
+            self._act(retry, ids, done="retrying")
             return redirect(url_for(".index", **filters.as_args()))
         matching = db.session.scalar(
             select(func.count()).select_from(failed_matching(filters, limit=cap + 1, now=now).subquery())
@@ -194,11 +196,10 @@ class JobsView(StaffOnly, BaseView):
         applied, refused = 0, []
         for job_id in ids:
             try:
-                action(job_id)
-                db.session.commit()
+                with transaction():
+                    action(job_id)
                 applied += 1
-            except dispatcher.DispatchError as error:
-                db.session.rollback()
+            except DispatchError as error:
                 refused.append(str(error))
         if applied:
             flash(f"{applied} job(s) {done}.", "success")

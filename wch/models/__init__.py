@@ -1,6 +1,5 @@
 """The tables of wch; importing this package registers every model."""
 
-from wch.models import panel_indexes  # noqa: F401  (indexes the admin panel needs)
 from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientStatus, SendRate
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact

@@ -43,7 +43,7 @@ class Campaign(db.Model):
     Counters: ``sent`` counts recipients Meta accepted (including those since
     delivered or read), ``delivered`` those delivered or read, ``read`` those
     read; ``failed`` and ``skipped`` the rest that are settled. They only
-    change through :mod:`wch.campaigns` with ``SET n = n + d``.
+    change through :func:`wch.messaging.campaigns.recipients.move_recipients` with ``SET n = n + d``.
     """
 
     __tablename__ = "campaigns"
@@ -154,7 +154,7 @@ class Recipient(db.Model):
 class SendRate(db.Model):
     """The next free send slot of one WhatsApp phone number, shared by every process.
 
-    ``next_slot_us`` is a Unix time in microseconds; see :mod:`wch.ratelimit`.
+    ``next_slot_us`` is a Unix time in microseconds; see :mod:`wch.messaging.ratelimit`.
     """
 
     __tablename__ = "send_rates"

@@ -15,7 +15,7 @@ class Contact(db.Model):
 
     ``opted_out_at`` set means no broadcasts or reminders; ``last_inbound_at``
     is the customer's last message to us, which opens WhatsApp's 24-hour
-    window for free-form text. Normalise phones with :func:`wch.contacts.normalize_phone`.
+    window for free-form text. Normalise phones with :func:`wch.messaging.contacts.normalize_phone`.
     """
 
     __tablename__ = "contacts"

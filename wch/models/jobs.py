@@ -62,6 +62,9 @@ class Job(db.Model):
         # "failed, newest first" (and retention by status) walk this one.
         Index("ix_jobs_status_finished", "status", "finished_at"),
         Index("ix_jobs_enqueued_at", "enqueued_at"),
+        # The panel's jobs list: newest first, filtered by status or by type.
+        Index("ix_jobs_status_enqueued_at", "status", "enqueued_at"),
+        Index("ix_jobs_type_enqueued_at", "type", "enqueued_at"),
         Index("ix_jobs_digest", "digest"),
         # At most one pending job per dedupe key; finished ones keep theirs for the record.
         Index(

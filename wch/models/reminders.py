@@ -13,7 +13,7 @@ DEFAULT_MESSAGE = "Hi {name}, you left {items} in your cart ({total}). Complete 
 
 
 class ReminderSettings(db.Model):
-    """How and when idle carts are reminded. Validate edits with :func:`wch.reminders.validate_settings`.
+    """How and when idle carts are reminded. Validate edits with :func:`wch.carts.reminder_settings.validate_settings`.
 
     ``message`` is the text sent inside WhatsApp's 24-hour window, with the
     placeholders {name} {items} {total} {cart_link}; outside it the approved

@@ -1,6 +1,9 @@
-"""The WhatsApp Cloud API: a small client and the errors its callers act on."""
+"""The WhatsApp Cloud API: a small client, the errors its callers act on, and Meta's webhook signature.
 
-from wch.whatsapp.client import WhatsAppClient
+Nothing here knows Flask or the database: callers pass settings in and act on the errors.
+"""
+
+from wch.whatsapp.client import MissingSetting, WhatsAppClient, shared_client
 from wch.whatsapp.errors import (
     ConfigurationError,
     NeedsTemplate,
@@ -13,6 +16,7 @@ from wch.whatsapp.errors import (
 
 __all__ = [
     "ConfigurationError",
+    "MissingSetting",
     "NeedsTemplate",
     "RecipientUnreachable",
     "RetryLater",
@@ -20,4 +24,5 @@ __all__ = [
     "WhatsAppClient",
     "WhatsAppError",
     "classify",
+    "shared_client",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -11,8 +12,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from wch.config import ConfigError
-from wch.db import utcnow
+from wch.config import ConfigError, Settings
 from wch.redact import register_secret
 from wch.whatsapp.errors import ConfigurationError, RetryLater, WhatsAppError, classify
 
@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (3.05, 10)
 MAX_CALLBACK_DATA = 512  # bytes Meta keeps in biz_opaque_callback_data
-APP_KEY = "wch_whatsapp_client"
-_create_lock = threading.Lock()
+# Connections a shared client keeps open, at least: a campaign batch sends this many at once.
+SHARED_POOL_SIZE = 64
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple, WhatsAppClient] = {}
 
 
 class MissingSetting(ConfigurationError, ConfigError):
@@ -67,7 +70,7 @@ class WhatsAppClient:
         self.session.headers.update({"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
 
     @classmethod
-    def from_settings(cls, settings, **options: Any) -> WhatsAppClient:
+    def from_settings(cls, settings: Settings, **options: Any) -> WhatsAppClient:
         """A client configured by ``WHATSAPP_*`` settings; raises :class:`MissingSetting` if the token is unset."""
         return cls(
             api_url=settings.whatsapp_api_url,
@@ -77,17 +80,6 @@ class WhatsAppClient:
             timeout=(settings.whatsapp_connect_timeout, settings.whatsapp_read_timeout),
             **options,
         )
-
-    @classmethod
-    def for_app(cls, app) -> WhatsAppClient:
-        """The client of ``app``'s settings, made once per process so its connection pool is reused."""
-        client = app.extensions.get(APP_KEY)
-        if client is None:
-            with _create_lock:
-                client = app.extensions.get(APP_KEY)
-                if client is None:
-                    client = app.extensions[APP_KEY] = cls.from_settings(app.extensions["wch"].settings)
-        return client
 
     def close(self) -> None:
         self.session.close()
@@ -182,6 +174,18 @@ class WhatsAppClient:
         return answer
 
 
+def shared_client(settings: Settings) -> WhatsAppClient:
+    """The process's client for these settings, made once so its pooled connections are reused job after job."""
+    key = (settings.whatsapp_api_url, settings.whatsapp_access_token, settings.whatsapp_phone_number_id,
+           settings.whatsapp_catalog_id, settings.whatsapp_connect_timeout, settings.whatsapp_read_timeout)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            pool_size = max(SHARED_POOL_SIZE, settings.broadcast_batch_size)
+            client = _shared[key] = WhatsAppClient.from_settings(settings, pool_size=pool_size)
+        return client
+
+
 def _never_connected(error: requests.ConnectionError) -> bool:
     # urllib3 wraps a refused or unresolvable connection in NewConnectionError:
     # nothing was sent, so sending again cannot duplicate anything.
@@ -203,7 +207,7 @@ def _retry_after(response: requests.Response) -> float | None:
     except ValueError:
         pass
     try:
-        return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 

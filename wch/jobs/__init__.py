@@ -1,0 +1,33 @@
+"""The job core: the jobs ledger, dispatch through the outbox, and the worker middleware that keeps it true.
+
+Domain code creates jobs with :func:`dispatch` and declares job types with
+:class:`JobType`; everything else here is for the panel, the command line and
+the workers.
+"""
+
+from wch.jobs.dispatcher import (
+    DispatchError,
+    JobNotFound,
+    UnknownJobType,
+    cancel,
+    dispatch,
+    dispatch_spread,
+    find_pending,
+    retry,
+    retry_failed,
+)
+from wch.jobs.types import JobType, job_actor
+
+__all__ = [
+    "DispatchError",
+    "JobNotFound",
+    "JobType",
+    "UnknownJobType",
+    "cancel",
+    "dispatch",
+    "dispatch_spread",
+    "find_pending",
+    "job_actor",
+    "retry",
+    "retry_failed",
+]

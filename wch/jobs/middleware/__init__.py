@@ -1,0 +1,8 @@
+"""Dramatiq middleware that ties wch's workers to its database."""
+
+from wch.jobs.middleware.app_context import AppContext
+from wch.jobs.middleware.heartbeat import Heartbeat
+from wch.jobs.middleware.ledger import Ledger
+from wch.jobs.middleware.retries import FixedRetries
+
+__all__ = ["AppContext", "FixedRetries", "Heartbeat", "Ledger"]

@@ -1,0 +1,68 @@
+"""Worker processes announce themselves and keep a heartbeat in the database."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from dramatiq import Middleware
+from sqlalchemy import delete
+
+from wch.db import db, utcnow
+from wch.jobs.middleware.app_context import AppContext
+from wch.jobs.middleware.ledger import worker_id
+from wch.models import WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat(Middleware):
+    """Registers the worker process and refreshes its ``heartbeat_at``.
+
+    Parameters:
+      app_context: the middleware holding the process's Flask app.
+      interval: seconds between heartbeats.
+    """
+
+    def __init__(self, *, app_context: AppContext, interval: float) -> None:
+        self.app_context = app_context
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._id: str | None = None
+
+    def after_worker_boot(self, broker, worker) -> None:
+        self._id = worker_id()
+        queues = sorted(worker.consumer_whitelist or broker.get_declared_queues())
+        with self.app_context.app.app_context():
+            now = utcnow()
+            row = db.session.get(WorkerProcess, self._id) or WorkerProcess(id=self._id)
+            row.host, row.pid = socket.gethostname(), int(self._id.rsplit(":", 1)[1])
+            row.queues, row.threads = queues, worker.worker_threads
+            row.started_at = row.heartbeat_at = now
+            db.session.add(row)
+            db.session.commit()
+            db.session.remove()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="wch-heartbeat", daemon=True)
+        self._thread.start()
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        self._stop.set()
+        if self._id is None:
+            return
+        with self.app_context.app.app_context():
+            db.session.execute(delete(WorkerProcess).where(WorkerProcess.id == self._id))
+            db.session.commit()
+            db.session.remove()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.app_context.app.app_context():
+                    db.session.query(WorkerProcess).filter_by(id=self._id).update({"heartbeat_at": utcnow()})
+                    db.session.commit()
+                    db.session.remove()
+            except Exception:
+                logger.warning("Could not record the worker heartbeat.", exc_info=True)

@@ -1,0 +1,137 @@
+"""Questions about jobs: a job's state and result, what is pending by type, what failed, what finished when.
+
+Each query reads an index range (one job, the pending slice, the last hours)
+rather than counting the whole ledger, so they stay fast on millions of rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, text
+
+from wch.db import db, utcnow
+from wch.jobs.dispatcher import DispatchError, actor_of, get_job
+from wch.jobs.messages import args_digest
+from wch.jobs.types import JobType
+from wch.models import Job, JobStatus, WorkerProcess
+from wch.models.jobs import PENDING
+
+OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+
+
+def status(job_id: str) -> str:
+    return get_job(job_id).status
+
+
+def result(job_id: str) -> Any:
+    """The result of a succeeded job, while it is kept; raise if there is none."""
+    job = get_job(job_id)
+    if job.status != JobStatus.SUCCEEDED.value:
+        raise DispatchError(f"job {job_id} is {job.status}; only succeeded jobs have a result")
+    if job.result_expires_at is None or job.result_expires_at <= utcnow():
+        raise DispatchError(f"the result of job {job_id} has expired")
+    return job.result
+
+
+def is_scheduled(job_type: JobType | str, args: dict[str, Any] | None = None) -> bool:
+    """Whether a job of this type with these arguments is waiting to run."""
+    type = str(job_type)
+    actor_of(type)
+    digest = args_digest(type, args or {})
+    query = select(Job.id).where(Job.digest == digest, Job.status.in_(PENDING)).limit(1)
+    return db.session.execute(query).first() is not None
+
+
+def pending_counts() -> dict[str, dict[str, int]]:
+    """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work."""
+    later = case((Job.eta > utcnow(), 1), else_=0).label("later")
+    rows = db.session.execute(
+        select(Job.type, Job.status, later, func.count())
+        .where(Job.status.in_((*PENDING, JobStatus.RUNNING.value)))
+        .group_by(Job.type, Job.status, text("later"))
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for type_, status_, later, count in rows:
+        bucket = counts.setdefault(type_, {"queued": 0, "scheduled": 0, "retrying": 0, "running": 0})
+        key = "scheduled" if status_ == JobStatus.QUEUED.value and later else status_
+        bucket[key] += count
+    return counts
+
+
+def failed(limit: int = 50, *, job_type: JobType | str | None = None) -> list[Job]:
+    """Failed jobs, newest first."""
+    query = select(Job).where(Job.status == JobStatus.FAILED.value)
+    if job_type is not None:
+        query = query.where(Job.type == str(job_type))
+    return list(db.session.scalars(query.order_by(Job.finished_at.desc()).limit(limit)))
+
+
+def finished_outcomes(*, now: datetime, hours: int = 24) -> tuple[dict[str, int], dict[str, list]]:
+    """Jobs succeeded and failed in the last ``hours`` hours, in total and per clock hour (UTC).
+
+    One pass over ``ix_jobs_status_finished``: the totals cover exactly the last
+    ``hours`` hours; the chart's buckets are whole clock hours, the last one
+    still filling.
+    """
+    since = now - timedelta(hours=hours)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    slots = [start + timedelta(hours=i) for i in range(hours)]
+    keys = [slot.strftime("%Y-%m-%d %H") for slot in slots]
+    series = {outcome: dict.fromkeys(keys, 0) for outcome in OUTCOMES}
+    totals = dict.fromkeys(OUTCOMES, 0)
+    bucket = _hour_bucket(Job.finished_at)
+    rows = db.session.execute(
+        select(Job.status, bucket, func.count())
+        .where(Job.status.in_(OUTCOMES), Job.finished_at >= since)
+        .group_by(Job.status, bucket)
+    )
+    for status_, hour, count in rows:
+        totals[status_] += count
+        key = _hour_key(hour)
+        if key in series[status_]:
+            series[status_][key] += count
+    hourly = {"labels": [slot.strftime("%H:00") for slot in slots], **{o: list(series[o].values()) for o in OUTCOMES}}
+    return totals, hourly
+
+
+def _hour_bucket(column):
+    # Timestamps are stored as naive UTC, so the database's own hour is UTC too.
+    # On SQLite they are ISO text ("2026-11-29 14:05:09.123456"): the first 13
+    # characters are the hour, cheaper than strftime() over every row.
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("hour", column)
+    return func.substr(column, 1, 13)
+
+
+def _hour_key(value) -> str:
+    return value.strftime("%Y-%m-%d %H") if isinstance(value, datetime) else str(value)
+
+
+def oldest_pending(*, now: datetime) -> dict[str, float]:
+    """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count)."""
+    due_since = func.min(func.coalesce(Job.eta, Job.enqueued_at))
+    rows = db.session.execute(
+        select(Job.type, due_since)
+        .where(Job.status.in_(PENDING), or_(Job.eta.is_(None), Job.eta <= now))
+        .group_by(Job.type)
+    )
+    ages = {}
+    for type_, since in rows:
+        if since is not None:
+            # min() over a TypeDecorator column comes back raw on SQLite.
+            since = since if isinstance(since, datetime) else datetime.fromisoformat(str(since))
+            since = since if since.tzinfo else since.replace(tzinfo=now.tzinfo)
+            ages[type_] = max(0.0, (now - since).total_seconds())
+    return ages
+
+
+def workers_seen(*, now: datetime, heartbeat: float, limit: int = 100) -> list[dict[str, Any]]:
+    """Worker processes that have announced themselves, latest heartbeat first, each with whether it is alive."""
+    rows = db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.heartbeat_at.desc()).limit(limit))
+    return [
+        {**worker.to_dict(), "seconds_ago": (now - worker.heartbeat_at).total_seconds(),
+         "alive": worker.is_alive(now, heartbeat=heartbeat)}
+        for worker in rows
+    ]

@@ -1,0 +1,1 @@
+"""The store (WooCommerce): its webhook payloads and signatures, product and order snapshots, catalog sync."""
