@@ -65,7 +65,7 @@ def read_only() -> Iterator[Session]:
     Inside a transaction that is already open (one that may have written), the
     block simply joins it and leaves it open.
     """
-    session = db.session
+    session = db.session()  # the thread's session itself: the scoped proxy does not offer in_transaction()
     if session.in_transaction():
         yield session
         return
