@@ -25,8 +25,8 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from bench.report import report
-from tests.panel import client_for, log_in, make_user
-from tests.support import create_postgres_database, drop_postgres_database
+from tests.support.panel import client_for, log_in, make_user
+from tests.support.services import create_postgres_database, drop_postgres_database
 from wch import create_app
 from wch.config import Settings
 from wch.db import db

@@ -25,9 +25,10 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from bench.report import report
-from tests.broadcast_support import WHATSAPP_ENV, max_in_any_second, phone
-from tests.fake_graph import FakeGraph
-from tests.support import WorkerProcess, create_vhost, delete_vhost, wait_for
+from tests.support.fake_graph import FakeGraph
+from tests.support.services import create_vhost, delete_vhost, wait_for
+from tests.support.whatsapp import WHATSAPP_ENV, max_in_any_second, phone
+from tests.support.workers import WorkerProcess
 
 CAP = 50
 LATENCY = 0.1
@@ -55,10 +56,11 @@ def run(*, quick: bool) -> None:
 
 
 def _campaign(vhost: str, size: int, *, cap: int, latency: float, interval: str) -> dict:
-    from wch import campaigns, create_app
-    from wch.broker import build_publisher
+    from wch import create_app, runtime
     from wch.config import Settings
-    from wch.db import db, utcnow
+    from wch.db import db, transaction, utcnow
+    from wch.jobs.broker import build_publisher
+    from wch.messaging import campaigns
     from wch.models import Contact
 
     workdir = Path(tempfile.mkdtemp(prefix="wch-bench-broadcast-"))
@@ -85,13 +87,15 @@ def _campaign(vhost: str, size: int, *, cap: int, latency: float, interval: str)
                     for i in range(start, min(size, start + 5_000))
                 ])
             db.session.commit()
-            campaign_id = campaigns.create_campaign(name="bench", template_name="promo",
-                                                    template_parameters=["{name}"], all_contacts=True).campaign.id
+            with transaction():
+                campaign_id = campaigns.create_campaign(name="bench", template_name="promo",
+                                                        template_parameters=["{name}"], all_contacts=True).campaign.id
             worker = WorkerProcess(env=env, log=workdir / "worker.log", threads=4).start()
             wait_for(lambda: _worker_child(worker.process.pid), timeout=60, what="the worker process")
             time.sleep(3)  # let it finish booting before measuring its idle size
             idle = _rss_mb(_worker_child(worker.process.pid))
-            campaigns.start_campaign(campaign_id)
+            with transaction():
+                campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
             wait_for(lambda: _relayed(len(fake.messages()) >= size), timeout=max(120, size / 20),
                      interval=0.5, what=f"{size} sends")
             wait_for(lambda: _relayed(_status(campaign_id) == "completed"), timeout=60, interval=0.2,
@@ -114,7 +118,7 @@ def _campaign(vhost: str, size: int, *, cap: int, latency: float, interval: str)
 def _relayed(done: bool) -> bool:
     """Stand in for periodiq's outbox relay, should RabbitMQ blink while the benchmark runs."""
     from wch.db import db
-    from wch.outbox import relay
+    from wch.jobs.outbox import relay
 
     if not done:
         relay()
@@ -123,8 +127,8 @@ def _relayed(done: bool) -> bool:
 
 
 def _status(campaign_id: int) -> str:
-    from wch import campaigns
     from wch.db import db
+    from wch.messaging import campaigns
 
     db.session.rollback()
     status = campaigns.get_campaign(campaign_id).status

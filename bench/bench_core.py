@@ -5,10 +5,10 @@
     enqueue to the last job completed: a plain Dramatiq actor with no ledger
     (``bench.plain_actors``), then wch's ledger (``bench.wch_actors``, every wch
     middleware, jobs dispatched one per transaction through
-    ``wch.dispatcher.dispatch`` like a webhook would) on SQLite and PostgreSQL.
+    ``wch.jobs.dispatch`` like a webhook would) on SQLite and PostgreSQL.
     Then the same worker drains a backlog of as many jobs, enqueued while it
     was stopped, which isolates the worker's cost per job from the sender's.
-(b) ``wch.carts.cleanup_expired_carts`` deleting half of a table of carts,
+(b) ``wch.carts.cleanup.cleanup_expired_carts`` deleting half of a table of carts,
     run in a process of its own so its peak memory is the cleanup's alone.
 
 Each run uses its own RabbitMQ virtual host and throwaway databases.
@@ -38,18 +38,18 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from bench.report import report
-from tests.support import (
-    WorkerProcess,
+from tests.support.services import (
     create_postgres_database,
     create_vhost,
     delete_vhost,
     drop_postgres_database,
     wait_for,
 )
-from wch import create_app
-from wch.carts import cleanup_expired_carts
+from tests.support.workers import WorkerProcess
+from wch import create_app, runtime
+from wch.carts.cleanup import cleanup_expired_carts
 from wch.config import Settings
-from wch.db import db
+from wch.db import db, transaction
 from wch.models import Cart
 
 WORKER_PROCESSES = 1
@@ -143,14 +143,14 @@ def _plain_throughput(*, jobs: int, vhost: str, tmp: Path) -> Timing:
 
 
 def _wch_throughput(*, jobs: int, vhost: str, database_url: str, tmp: Path) -> Timing:
-    import bench.wch_actors  # noqa: F401  (declares bench_noop, so dispatch knows its queue)
-    from wch.dispatcher import dispatch
+    from bench.wch_actors import BENCH_NOOP  # declares bench_noop, so dispatch knows its queue
+    from wch.jobs import dispatch
 
     app = _app(database_url, broker_url=vhost)
 
     def send(n: int) -> None:
-        dispatch("bench_noop", {"n": n})
-        db.session.commit()
+        with transaction():
+            dispatch(BENCH_NOOP, {"n": n})
 
     worker = _worker("bench.wch_actors", {"WCH_DATABASE_URL": database_url, "WCH_BROKER_URL": vhost,
                                           "WCH_SECRET_KEY": "bench"}, tmp)
@@ -275,7 +275,7 @@ def _measure_cleanup(database_url: str) -> dict[str, Any]:
     """Run the cleanup as ``wch carts cleanup`` would; runs in a fresh process."""
     app = _app(database_url)
     with app.app_context():
-        settings = app.extensions["wch"].settings
+        settings = runtime.settings()
         db.session.scalar(select(func.count()).select_from(Cart))  # connected, as a worker would be
         db.session.rollback()
         baseline = _peak_rss_kb()
@@ -383,7 +383,7 @@ def _close(app: Flask) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-    publisher = app.extensions["wch"].publisher
+        publisher = runtime.current().publisher
     if publisher is not None:
         publisher.close()
 

@@ -3,7 +3,7 @@
 One run on this machine: gunicorn serving ``wch:create_app()`` on PostgreSQL,
 publishing to the real RabbitMQ; one ``dramatiq wch.actors`` worker process
 running the sync jobs against the fake Graph API (a local HTTP server,
-``tests.fake_graph``); a load generator of Python threads posting signed
+``tests.support.fake_graph``); a load generator of Python threads posting signed
 deliveries (half ``product.updated`` for distinct products, half
 ``order.updated`` to ``completed`` for distinct orders, so each is one job).
 
@@ -29,18 +29,18 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from bench.report import report
-from tests import woo
-from tests.fake_graph import FakeGraph
-from tests.support import (
+from tests.support import woo
+from tests.support.fake_graph import FakeGraph
+from tests.support.services import (
     BIN,
     ROOT,
-    WorkerProcess,
     create_postgres_database,
     create_vhost,
     delete_vhost,
     drop_postgres_database,
     wait_for,
 )
+from tests.support.workers import WorkerProcess
 from wch import create_app
 from wch.config import Settings
 from wch.db import db

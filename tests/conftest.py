@@ -1,5 +1,19 @@
-"""Fixtures: an app on a fresh database (SQLite or PostgreSQL), an in-process
-StubBroker worker, and real ``dramatiq`` worker processes on RabbitMQ.
+"""Fixtures every test folder shares: databases, brokers, the fake Graph API, and one family of apps.
+
+The apps:
+
+- ``env``: the extra settings (environment variable names → values) of the
+  test's apps; ``{}`` here. A folder's conftest or a module overrides it, and
+  :func:`tests.support.apps.with_env` sets it for one test.
+- ``app_factory(database_url, broker_url="stub://", **settings)``: builds an
+  app (schema upgraded, TESTING) with ``env`` and those settings, publishing
+  to the StubBroker, or to RabbitMQ for an ``amqp://`` URL.
+- ``app``: an app on a fresh SQLite database with its context pushed
+  (:data:`tests.support.apps.on_both_databases`: on SQLite, then PostgreSQL);
+  ``client`` is its test client; ``stub_worker`` runs its jobs in this process.
+- ``rabbit_app``: an app on ``database_url`` (SQLite, then PostgreSQL) that
+  publishes to the real RabbitMQ; ``spawn_worker`` starts real ``dramatiq``
+  worker processes for it, with ``env``.
 
 Each test session gets its own PostgreSQL databases and RabbitMQ virtual host,
 so several runs on one machine never see each other's rows or messages.
@@ -15,30 +29,33 @@ os.environ["WCH_BROKER_URL"] = "stub://"
 os.environ["WCH_RETRY_DELAYS"] = "0.1,0.1,0.1"
 os.environ.setdefault("WCH_SECRET_KEY", "test-secret-key")
 
+from contextlib import ExitStack  # noqa: E402
+
 import dramatiq  # noqa: E402
 import pytest  # noqa: E402
 
-import tests.jobs  # noqa: E402,F401  (declares the test actors)
-from tests.apps import (  # noqa: E402
+import tests.support.jobs  # noqa: E402,F401  (declares the test actors)
+from tests.support.apps import (  # noqa: E402
     WORKER_RETRY_DELAYS,
+    close,
     inside,
     make_app,
-    purge_queues,
+    overrides,
     settings_for,
+    settings_of,
     stub_worker_for,
 )
-from tests.broadcast_support import wa_app, wa_worker  # noqa: E402,F401  (broadcast test fixtures)
-from tests.fake_graph import fake_graph  # noqa: E402,F401  (the fake Graph API fixture)
-from tests.support import (  # noqa: E402
-    WorkerProcess,
-    create_postgres_database,
+from tests.support.fake_graph import FakeGraph  # noqa: E402
+from tests.support.services import (  # noqa: E402
     create_vhost,
     delete_vhost,
-    drop_postgres_database,
+    postgres_database,
+    purge_queues,
     wait_for,
 )
-from wch.broker import build_publisher  # noqa: E402
+from tests.support.workers import WorkerProcess  # noqa: E402
 from wch.db import db  # noqa: E402
+from wch.jobs.broker import build_publisher  # noqa: E402
 from wch.models import WorkerProcess as WorkerRow  # noqa: E402
 
 
@@ -48,9 +65,8 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'wch.sqlite3'}"
         return
-    url = create_postgres_database()
-    yield url
-    drop_postgres_database(url)
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -60,23 +76,11 @@ def sqlite_url(tmp_path):
 
 @pytest.fixture
 def broker():
+    """The process's StubBroker (``wch.actors.broker``), emptied before and after the test."""
     broker = dramatiq.get_broker()
     broker.flush_all()
     yield broker
     broker.flush_all()
-
-
-@pytest.fixture
-def app(sqlite_url, broker):
-    """An app on a fresh SQLite database, publishing to the in-process StubBroker."""
-    with inside(make_app(settings_for(sqlite_url), broker)) as app:
-        yield app
-
-
-@pytest.fixture
-def stub_worker(app, broker):
-    with stub_worker_for(app, broker) as worker:
-        yield worker
 
 
 @pytest.fixture(scope="session")
@@ -88,28 +92,84 @@ def rabbitmq_url():
 
 
 @pytest.fixture
-def rabbit_app(database_url, rabbitmq_url):
-    """An app on a fresh database (SQLite, then PostgreSQL) that publishes to the real RabbitMQ."""
-    settings = settings_for(database_url, rabbitmq_url)
-    with inside(make_app(settings, build_publisher(settings))) as app:
+def fake_graph():
+    """A running :class:`~tests.support.fake_graph.FakeGraph`; ``fake_graph.url`` is a ``WHATSAPP_API_URL``."""
+    graph = FakeGraph().start()
+    yield graph
+    graph.stop()
+
+
+@pytest.fixture
+def env(request):
+    """The extra settings of the test's apps (none); overridden by folders, modules and ``with_env``."""
+    return overrides(request)
+
+
+@pytest.fixture
+def app_factory(broker, env):
+    """Build apps: ``app_factory(database_url, broker_url="stub://", **settings)``; closed after the test."""
+    built = []
+
+    def build(database_url: str, broker_url: str = "stub://", **settings: str):
+        configured = settings_for(database_url, broker_url, env | settings)
+        app = make_app(configured, broker if configured.broker_is_stub else build_publisher(configured))
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        close(app)
+
+
+@pytest.fixture
+def app(request, app_factory, sqlite_url):
+    """An app on a fresh SQLite database, publishing to the in-process StubBroker, its context pushed.
+
+    Parametrized indirectly with ``"postgresql"`` (``on_both_databases``), it is on a fresh PostgreSQL database.
+    """
+    with ExitStack() as stack:
+        database = getattr(request, "param", "sqlite")
+        url = sqlite_url if database == "sqlite" else stack.enter_context(postgres_database())
+        yield stack.enter_context(inside(app_factory(url)))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def stub_worker(app, broker):
+    """A Dramatiq worker in this process, on the StubBroker, running jobs against ``app``."""
+    with stub_worker_for(app, broker) as worker:
+        yield worker
+
+
+@pytest.fixture
+def rabbit_app(app_factory, database_url, rabbitmq_url):
+    """An app on a fresh database (SQLite, then PostgreSQL) that publishes to the real RabbitMQ, its context pushed."""
+    with inside(app_factory(database_url, rabbitmq_url)) as app:
         yield app
     purge_queues(rabbitmq_url)
 
 
 @pytest.fixture
-def spawn_worker(rabbit_app, rabbitmq_url, tmp_path):
-    """Start real ``dramatiq`` worker processes against ``rabbit_app``'s database; stopped after the test."""
-    started: list[WorkerProcess] = []
-    settings = rabbit_app.extensions["wch"].settings
+def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
+    """Start real ``dramatiq`` worker processes against ``rabbit_app``'s database, with ``env``; stopped after.
 
-    def spawn(*, wait: bool = True, **env) -> WorkerProcess:
+    ``spawn_worker(**settings)`` adds settings of its own to that worker.
+    """
+    started: list[WorkerProcess] = []
+    database_url = settings_of(rabbit_app).database_url
+
+    def spawn(*, wait: bool = True, **settings: str) -> WorkerProcess:
         worker_env = {
-            "WCH_DATABASE_URL": settings.database_url,
+            "WCH_DATABASE_URL": database_url,
             "WCH_BROKER_URL": rabbitmq_url,
             "WCH_RETRY_DELAYS": WORKER_RETRY_DELAYS,
             "WCH_WORKER_HEARTBEAT": "1",
             "WCH_SECRET_KEY": "test-secret-key",
-        } | env
+        } | env | settings
         known = _announced_workers()
         worker = WorkerProcess(env=worker_env, log=tmp_path / f"worker-{len(started)}.log").start()
         started.append(worker)

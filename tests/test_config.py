@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BIN, ROOT
+from tests.support.services import BIN, ROOT
 from wch.config import DEFAULT_BROKER_URL, ConfigError, Settings
 
 
@@ -104,12 +104,10 @@ def test_worker_and_scheduler_with_a_bad_value_exit_with_one_line_from_wch(progr
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_configured_secrets_are_masked_wherever_they_appear(sqlite_url):
-    from tests.apps import settings_for
-    from wch import create_app
+def test_configured_secrets_are_masked_wherever_they_appear(app_factory, sqlite_url):
     from wch.redact import redact_text
 
     text = "store answered with woo-secret-4c1d9 in its body"
     assert redact_text(text) == text
-    create_app(settings_for(sqlite_url, WOOCOMMERCE_WEBHOOK_SECRET="woo-secret-4c1d9"), publisher=None)
+    app_factory(sqlite_url, WOOCOMMERCE_WEBHOOK_SECRET="woo-secret-4c1d9")
     assert redact_text(text) == "store answered with [redacted] in its body"

@@ -9,6 +9,7 @@ traffic through again on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -140,11 +141,7 @@ class FaultProxy:
 
 def _reset(sock: socket.socket) -> None:
     """Close with a TCP reset, so the other side learns at once that the connection is gone."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
