@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -73,4 +74,6 @@ def recovery_stats() -> dict[str, Any]:
     recovered, revenue = db.session.execute(
         select(func.count(), func.coalesce(func.sum(Cart.recovered_revenue), 0)).where(Cart.recovered_at.is_not(None))
     ).one()
-    return {"reminded": reminded, "recovered": recovered, "recovered_revenue": str(revenue)}
+    # Quantized here: the databases sum a Numeric(10, 2) to different scales.
+    return {"reminded": reminded, "recovered": recovered,
+            "recovered_revenue": str(Decimal(revenue).quantize(Decimal("0.01")))}
