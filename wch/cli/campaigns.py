@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
 from flask.cli import with_appcontext
 
 from wch import runtime
-from wch.cli.output import echo_json, echo_table, json_option
+from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import read_only, transaction
 from wch.messaging import campaigns
 from wch.models import CampaignStatus
@@ -36,7 +34,7 @@ def campaigns_cli() -> None:
 @with_appcontext
 def create(name, template_name, language, parameters, text, csv_file, all_contacts, as_json) -> None:
     """Create a draft campaign and print its id; bad CSV rows are listed on stderr."""
-    with _refusals(), transaction():
+    with refusals(campaigns.CampaignError), transaction():
         result = campaigns.create_campaign(
             name=name, template_name=template_name, template_language=language, template_parameters=parameters,
             text=text, all_contacts=all_contacts, csv_file=csv_file,
@@ -149,19 +147,11 @@ def _print_summary(info: dict) -> None:
 
 def _progress(campaign_id: int) -> dict:
     # Each look in a read of its own: the watch sleeps between them, holding nothing.
-    with _refusals(), read_only():
+    with refusals(campaigns.CampaignError), read_only():
         return campaigns.progress(campaign_id)
 
 
 def _change(function, *args, **kwargs):
     """Run one lifecycle change in its own transaction; a refusal is one clear line."""
-    with _refusals(), transaction():
+    with refusals(campaigns.CampaignError), transaction():
         return function(*args, **kwargs)
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except campaigns.CampaignError as error:
-        raise click.ClickException(str(error)) from None

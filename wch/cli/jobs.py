@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from wch.cli.output import echo_json, echo_table, json_option
+from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import db, read_only, transaction
 from wch.jobs import dispatcher, outbox
 from wch.jobs.queries import pending_counts
@@ -92,7 +90,7 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
     """Run failed jobs again."""
     if all_failed == bool(job_ids):
         raise click.UsageError("give job ids or --all-failed")
-    with _refusals(), transaction():
+    with refusals(dispatcher.DispatchError), transaction():
         retried = (dispatcher.retry_failed(type_, limit=limit) if all_failed
                    else [dispatcher.retry(i) for i in job_ids])
     click.echo(f"retrying {len(retried)} job(s)")
@@ -103,7 +101,7 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
 @with_appcontext
 def cancel(job_ids: tuple[str, ...]) -> None:
     """Cancel queued or retrying jobs."""
-    with _refusals(), transaction():
+    with refusals(dispatcher.DispatchError), transaction():
         for job_id in job_ids:
             dispatcher.cancel(job_id)
     click.echo(f"canceled {len(job_ids)} job(s)")
@@ -121,7 +119,7 @@ def dispatch_job(type_: str, args: str, delay: float | None, unique: bool) -> No
         values = json.loads(args)
     except json.JSONDecodeError as error:
         raise click.ClickException(f"ARGS is not JSON: {error}") from None
-    with _refusals(), transaction():
+    with refusals(dispatcher.DispatchError), transaction():
         job_id = dispatcher.dispatch(type_, values, delay=delay, unique=unique).id
     click.echo(job_id)
 
@@ -131,14 +129,6 @@ def dispatch_job(type_: str, args: str, delay: float | None, unique: bool) -> No
 def relay() -> None:
     """Publish jobs that could not reach RabbitMQ when they were dispatched."""
     click.echo(f"published {outbox.relay()} job(s)")
-
-
-@contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except dispatcher.DispatchError as error:
-        raise click.ClickException(str(error)) from None
 
 
 def _get(job_id: str) -> Job:

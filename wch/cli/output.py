@@ -1,9 +1,10 @@
-"""Printing for the commands: a table for people, ``--json`` for scripts."""
+"""Printing for the commands: a table for people, ``--json`` for scripts, one line for a refusal."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -22,3 +23,12 @@ def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             click.echo("  ".join("-" * width for width in widths))
+
+
+@contextmanager
+def refusals(*errors: type[Exception]) -> Iterator[None]:
+    """Turn a refusal (one of ``errors``) into the command's one-line error and exit status."""
+    try:
+        yield
+    except errors as error:
+        raise click.ClickException(str(error)) from None

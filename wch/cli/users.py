@@ -8,7 +8,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from wch.cli.output import echo_json, echo_table, json_option
+from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import db, read_only, transaction
 from wch.models import Role, User
 from wch.staff import EMAIL, MIN_PASSWORD, AccountError, create_user, find_user
@@ -33,11 +33,8 @@ def create(email: str, role: str) -> None:
         if find_user(email) is not None:
             raise click.ClickException(f"a user with e-mail {email} already exists")
     password = read_password()
-    try:
-        with transaction():
-            create_user(email, password, role=role)
-    except AccountError as error:
-        raise click.ClickException(str(error)) from None
+    with refusals(AccountError), transaction():
+        create_user(email, password, role=role)
     click.echo(f"created {role} {email}")
 
 

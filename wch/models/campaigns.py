@@ -71,22 +71,9 @@ class Campaign(db.Model):
     __table_args__ = (Index("ix_campaigns_status_start_at", "status", "start_at"),)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "template_name": self.template_name,
-            "template_language": self.template_language,
-            "template_parameters": self.template_parameters,
-            "text": self.text,
-            "audience": self.audience,
-            "status": self.status,
-            "status_reason": self.status_reason,
-            "start_at": _iso(self.start_at),
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            **{name: getattr(self, name) for name in ("total", *COUNTERS)},
-        }
+        return self.values("id", "name", "template_name", "template_language", "template_parameters", "text",
+                           "audience", "status", "status_reason", "start_at", "created_at", "started_at",
+                           "finished_at", "total", *COUNTERS)
 
 
 class Recipient(db.Model):
@@ -133,22 +120,9 @@ class Recipient(db.Model):
     )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "campaign_id": self.campaign_id,
-            "phone": self.phone,
-            "name": self.name,
-            "status": self.status,
-            "attempts": self.attempts,
-            "wamid": self.wamid,
-            "error_code": self.error_code,
-            "error": self.error,
-            "needs_attention": self.attention_at is not None,
-            "sent_at": _iso(self.sent_at),
-            "delivered_at": _iso(self.delivered_at),
-            "read_at": _iso(self.read_at),
-            "failed_at": _iso(self.failed_at),
-        }
+        return self.values("id", "campaign_id", "phone", "name", "status", "attempts", "wamid", "error_code", "error",
+                           "sent_at", "delivered_at", "read_at", "failed_at") | {
+            "needs_attention": self.attention_at is not None}
 
 
 class SendRate(db.Model):
@@ -161,7 +135,3 @@ class SendRate(db.Model):
 
     sender: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_slot_us: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -68,14 +68,5 @@ class CleanupRun(db.Model):
     __table_args__ = (Index("ix_cleanup_runs_started_at", "started_at"),)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "trigger": self.trigger,
-            "cutoff": self.cutoff.isoformat(),
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "deleted": self.deleted,
-            "batches": self.batches,
-            "duration_seconds": self.duration_seconds,
-            "longest_batch_seconds": self.longest_batch_seconds,
-        }
+        return self.values("id", "trigger", "cutoff", "started_at", "finished_at", "deleted", "batches",
+                           "duration_seconds", "longest_batch_seconds")

@@ -36,10 +36,4 @@ class Contact(db.Model):
         return self.opted_out_at is not None
 
     def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "phone": self.phone,
-            "name": self.name,
-            "opted_out_at": self.opted_out_at.isoformat() if self.opted_out_at else None,
-            "last_inbound_at": self.last_inbound_at.isoformat() if self.last_inbound_at else None,
-        }
+        return self.values("id", "phone", "name", "opted_out_at", "last_inbound_at")

@@ -83,23 +83,8 @@ class Job(db.Model):
         return self.status in PENDING
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "queue": self.queue,
-            "args": self.args,
-            "status": self.status,
-            "attempts": self.attempts,
-            "last_error": self.last_error,
-            "traceback": self.traceback,
-            "result": self.result,
-            "enqueued_at": _iso(self.enqueued_at),
-            "eta": _iso(self.eta),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "published_at": _iso(self.published_at),
-            "dedupe_key": self.dedupe_key,
-        }
+        return self.values("id", "type", "queue", "args", "status", "attempts", "last_error", "traceback", "result",
+                           "enqueued_at", "eta", "started_at", "finished_at", "published_at", "dedupe_key")
 
 
 class JobAttempt(db.Model):
@@ -120,15 +105,7 @@ class JobAttempt(db.Model):
     job: Mapped[Job] = relationship(back_populates="attempt_log")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "worker": self.worker,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "outcome": self.outcome,
-            "error": self.error,
-            "traceback": self.traceback,
-        }
+        return self.values("number", "worker", "started_at", "finished_at", "outcome", "error", "traceback")
 
 
 class ScheduleSlot(db.Model):
@@ -139,7 +116,3 @@ class ScheduleSlot(db.Model):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     slot: Mapped[str] = mapped_column(String(40), primary_key=True)
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -33,11 +33,4 @@ class ReminderSettings(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     def to_dict(self) -> dict:
-        return {
-            "enabled": self.enabled,
-            "delay_hours": self.delay_hours,
-            "message": self.message,
-            "template_name": self.template_name,
-            "template_language": self.template_language,
-            "cart_url": self.cart_url,
-        }
+        return self.values("enabled", "delay_hours", "message", "template_name", "template_language", "cart_url")

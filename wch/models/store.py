@@ -50,20 +50,9 @@ class Product(db.Model):
         return self.deleted_at is None and self.store_status == "publish"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "store_id": self.store_id,
-            "retailer_id": self.retailer_id,
-            "name": self.name,
-            "price": None if self.price is None else str(self.price),
-            "sale_price": None if self.sale_price is None else str(self.sale_price),
-            "currency": self.currency,
-            "stock_quantity": self.stock_quantity,
-            "availability": self.availability,
-            "store_status": self.store_status,
-            "deleted": self.deleted_at is not None,
-            "synced_at": self.synced_at.isoformat() if self.synced_at else None,
-            "synced_retailer_id": self.synced_retailer_id,
-        }
+        return self.values("store_id", "retailer_id", "name", "price", "sale_price", "currency", "stock_quantity",
+                           "availability", "store_status", "synced_at", "synced_retailer_id") | {
+            "deleted": self.deleted_at is not None}
 
 
 class Order(db.Model):
@@ -85,15 +74,7 @@ class Order(db.Model):
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "store_id": self.store_id,
-            "number": self.number,
-            "status": self.status,
-            "customer_name": self.customer_name,
-            "total": None if self.total is None else str(self.total),
-            "currency": self.currency,
-            "notified_status": self.notified_status,
-        }
+        return self.values("store_id", "number", "status", "customer_name", "total", "currency", "notified_status")
 
 
 class OrderNotification(db.Model):

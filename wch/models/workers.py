@@ -29,12 +29,4 @@ class WorkerProcess(db.Model):
         return now - self.heartbeat_at < max(timedelta(minutes=1), timedelta(seconds=3 * heartbeat))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "host": self.host,
-            "pid": self.pid,
-            "queues": self.queues,
-            "threads": self.threads,
-            "started_at": self.started_at.isoformat(),
-            "heartbeat_at": self.heartbeat_at.isoformat(),
-        }
+        return self.values("id", "host", "pid", "queues", "threads", "started_at", "heartbeat_at")

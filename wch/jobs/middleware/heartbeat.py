@@ -9,7 +9,7 @@ import threading
 from dramatiq import Middleware
 from sqlalchemy import delete
 
-from wch.db import db, utcnow
+from wch.db import db, transaction, utcnow
 from wch.jobs.middleware.app_context import AppContext
 from wch.jobs.middleware.ledger import worker_id
 from wch.models import WorkerProcess
@@ -35,15 +35,13 @@ class Heartbeat(Middleware):
     def after_worker_boot(self, broker, worker) -> None:
         self._id = worker_id()
         queues = sorted(worker.consumer_whitelist or broker.get_declared_queues())
-        with self.app_context.app.app_context():
+        with self.app_context.app.app_context(), transaction():
             now = utcnow()
             row = db.session.get(WorkerProcess, self._id) or WorkerProcess(id=self._id)
             row.host, row.pid = socket.gethostname(), int(self._id.rsplit(":", 1)[1])
             row.queues, row.threads = queues, worker.worker_threads
             row.started_at = row.heartbeat_at = now
             db.session.add(row)
-            db.session.commit()
-            db.session.remove()
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="wch-heartbeat", daemon=True)
         self._thread.start()
@@ -52,17 +50,13 @@ class Heartbeat(Middleware):
         self._stop.set()
         if self._id is None:
             return
-        with self.app_context.app.app_context():
+        with self.app_context.app.app_context(), transaction():
             db.session.execute(delete(WorkerProcess).where(WorkerProcess.id == self._id))
-            db.session.commit()
-            db.session.remove()
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                with self.app_context.app.app_context():
+                with self.app_context.app.app_context(), transaction():
                     db.session.query(WorkerProcess).filter_by(id=self._id).update({"heartbeat_at": utcnow()})
-                    db.session.commit()
-                    db.session.remove()
             except Exception:
                 logger.warning("Could not record the worker heartbeat.", exc_info=True)
