@@ -53,7 +53,7 @@ class Ledger(Middleware):
     publishes of the same job (relay, retries), are skipped. An attempt's
     outcome is recorded on the job only while it is the job's latest attempt.
     A message with no row (sent by periodiq or a plain ``actor.send``) gets one.
-    Runs inside the app context pushed by :class:`~wch.middleware.AppContext`.
+    Runs inside the app context pushed by :class:`~wch.jobs.middleware.AppContext`.
     """
 
     def __init__(self, *, result_ttl: int) -> None:
