@@ -108,7 +108,8 @@ def publish(entries: Iterable[OutboxEntry]) -> int:
                 continue  # RabbitMQ must not hold it that long; the relay publishes it nearer the time
         try:
             publisher.enqueue(entry.message(), delay=delay_ms)
-        except BrokerConnectionError as error:
+        except (BrokerConnectionError, ValueError) as error:
+            # (pika raises ValueError when the socket is reset during its handshake.)
             logger.warning("RabbitMQ is unreachable (%s); jobs wait in the outbox for the relay.", error)
             break
         published.append(entry)

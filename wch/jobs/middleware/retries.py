@@ -70,7 +70,9 @@ class FixedRetries(Retries):
             return
         try:
             broker.enqueue(message, delay=delay)
-        except BrokerConnectionError:
+        except (BrokerConnectionError, ValueError):
+            # pika raises ValueError, not a connection error, when the socket is
+            # reset during its handshake (a proxy or load balancer with RabbitMQ gone).
             self.logger.warning("Could not publish the retry of job %s; the outbox relay will.", message.message_id)
             message.options[RETRY_UNPUBLISHED] = True
         else:
