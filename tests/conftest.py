@@ -177,6 +177,8 @@ def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
             "WCH_BROKER_URL": rabbitmq_url,
             "WCH_RETRY_DELAYS": WORKER_RETRY_DELAYS,
             "WCH_WORKER_HEARTBEAT": "1",
+            # A killed worker's jobs are taken back this soon after its last heartbeat.
+            "WCH_WORKER_LOST_AFTER": "4",
             "WCH_SECRET_KEY": "test-secret-key",
         } | env | settings
         known = _announced_workers()

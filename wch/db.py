@@ -8,6 +8,11 @@ series of short transactions of their own (each one a ``with transaction():``)
 and say "runs its own transactions" in their docstring. Call those with no
 transaction open.
 
+The job core's hot paths (a worker's claim and outcome, the outbox) run Core
+statements in ``with core_transaction():``, on a pooled connection of their own
+and no session; never inside an open ``transaction()``, which would hold a
+second connection.
+
 A block that only reads is marked ``with read_only():``. On SQLite it begins
 with a plain ``BEGIN`` instead of ``BEGIN IMMEDIATE``, so it does not take the
 write lock, and its transaction ends with the block, so nothing holds the
@@ -25,7 +30,7 @@ from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -70,6 +75,19 @@ def transaction() -> Iterator[Session]:
     except BaseException:
         db.session.rollback()
         raise
+
+
+@contextmanager
+def core_transaction() -> Iterator[Connection]:
+    """A unit of work in Core statements, on a pooled connection and no session: commits when the block ends.
+
+    Refused inside an open session transaction: the thread would hold two
+    connections, and a burst of such threads can exhaust the pool waiting on itself.
+    """
+    if db.session().in_transaction():
+        raise RuntimeError("core_transaction() inside an open session transaction would hold two connections")
+    with db.engine.begin() as connection:
+        yield connection
 
 
 @contextmanager
@@ -119,12 +137,12 @@ class UTCDateTime(TypeDecorator):
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record) -> None:
-    # WAL lets the web app read while a worker writes; the busy timeout makes
-    # writers queue instead of failing with "database is locked".
+    # WAL lets the web app read while a worker writes. The busy timeout
+    # (``WCH_SQLITE_BUSY_TIMEOUT``, the driver's ``timeout``) makes writers
+    # queue instead of failing with "database is locked".
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
