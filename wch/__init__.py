@@ -70,9 +70,15 @@ def pool_options(settings: Settings, *, threads: int | None) -> dict:
     is never waited on by the process's own threads; when more requests arrive
     than it has connections, one waits ``WCH_DB_POOL_TIMEOUT`` seconds, then is
     answered 503 with ``Retry-After``.
+
+    No ``pool_pre_ping``: it costs a round trip on every checkout (the
+    worker checks out twice per job). A connection the database dropped fails
+    its first statement instead, which every path survives (a web request
+    answers 503, a claim backs off, an outcome is written again), and
+    SQLAlchemy then replaces every connection of the pool that predates it.
     """
     size = settings.db_pool_size or (threads + 2 if threads else DEFAULT_POOL_SIZE)
-    options = {"pool_pre_ping": True, "pool_size": size, "max_overflow": size, "pool_timeout": settings.db_pool_timeout}
+    options = {"pool_size": size, "max_overflow": size, "pool_timeout": settings.db_pool_timeout}
     if settings.database_url.startswith("sqlite:"):
         options["connect_args"] = {"timeout": settings.sqlite_busy_timeout}
     return options

@@ -29,7 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, Insert, MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -78,14 +79,24 @@ def transaction() -> Iterator[Session]:
 
 
 @contextmanager
-def core_transaction() -> Iterator[Connection]:
+def core_transaction(*, single_statement: bool = False) -> Iterator[Connection]:
     """A unit of work in Core statements, on a pooled connection and no session: commits when the block ends.
+
+    ``single_statement=True`` promises the block runs one statement: on
+    PostgreSQL it then runs in autocommit, which commits it by itself, saving
+    the round trips of ``BEGIN`` and ``COMMIT`` (the worker's claim and most
+    outcomes are one statement each).
 
     Refused inside an open session transaction: the thread would hold two
     connections, and a burst of such threads can exhaust the pool waiting on itself.
     """
-    if db.session().in_transaction():
+    # (``registry.has()`` first: asking the session itself would create one, which the hot path does not need.)
+    if db.session.registry.has() and db.session().in_transaction():
         raise RuntimeError("core_transaction() inside an open session transaction would hold two connections")
+    if single_statement and db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        return
     with db.engine.begin() as connection:
         yield connection
 
@@ -106,6 +117,18 @@ def read_only() -> Iterator[Session]:
         yield session
     finally:
         session.rollback()
+
+
+def insert_unless_present(table: Table, *, dialect: str, index_elements: list, index_where: Any = None) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` against one unique index, on PostgreSQL or SQLite (``dialect``).
+
+    A row that would break the index is skipped, not an error: no savepoint
+    needed, and with ``.returning()`` the caller learns which rows went in.
+    ``index_where`` repeats a partial index's predicate (as text), so the
+    database knows which index is meant.
+    """
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
 
 
 def utcnow() -> datetime:

@@ -1,20 +1,23 @@
 """An attempt's writes to the ledger: the claim that starts it and the outcome that ends it.
 
-Every job goes through these, so they are Core statements on a connection the
-caller holds (:func:`wch.db.core_transaction`), not ORM objects: a claim is one
-``UPDATE ... RETURNING``, an outcome one transaction (the job's row, the
-attempt's log row, and for a job with a dedupe key, waking the job that waits
-for it). An attempt's log row is written once, when it ends; while it runs,
-the job's row says who runs it and since when.
+Every job goes through these, so they are Core statements, built once, on a
+connection the caller holds (:func:`wch.db.core_transaction`), not ORM
+objects: a claim is one ``UPDATE ... RETURNING``; an outcome is the job's row
+and the attempt's log row, on PostgreSQL in one statement (the ``UPDATE`` in
+a ``WITH`` clause of the log's ``INSERT``), and for a job with a dedupe key
+the waking of the job that waits for it, in the same transaction. An
+attempt's log row is written once, when it ends; while it runs, the job's
+row says who runs it and since when.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Connection
 
 from wch.jobs.messages import JobCopy
@@ -44,6 +47,39 @@ class Attempt:
     dedupe_key: str | None = None
 
 
+# Bound parameters are prefixed: SQLAlchemy keeps bare column names for its own.
+_CLAIM = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"), JOBS.c.type == bindparam("p_type"), JOBS.c.status.in_(PENDING),
+           JOBS.c.attempts == bindparam("p_after"))
+    .values(status=RUNNING, attempts=JOBS.c.attempts + 1, started_at=bindparam("p_now", type_=JOBS.c.started_at.type),
+            eta=None, worker=bindparam("p_worker"))
+    .returning(JOBS.c.attempts, JOBS.c.dedupe_key)
+)
+_LOG = ATTEMPTS.insert().values(
+    job_id=bindparam("p_id"), number=bindparam("p_number"), worker=bindparam("a_worker"),
+    started_at=bindparam("a_started_at", type_=ATTEMPTS.c.started_at.type),
+    finished_at=bindparam("a_finished_at", type_=ATTEMPTS.c.finished_at.type),
+    outcome=bindparam("a_outcome"), error=bindparam("a_error"), traceback=bindparam("a_traceback"),
+)
+
+
+@cache
+def _end(columns: frozenset[str]):
+    """``UPDATE jobs SET <columns>`` while the attempt (``p_id``, ``p_number``) is the job's latest, running."""
+    return (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("p_id"), JOBS.c.attempts == bindparam("p_number"), JOBS.c.status == RUNNING)
+        .values({name: bindparam(f"v_{name}", type_=JOBS.c[name].type) for name in columns})
+    )
+
+
+@cache
+def _end_and_log(columns: frozenset[str]):
+    """PostgreSQL: :func:`_end` and :data:`_LOG` in one statement (a data-modifying ``WITH`` runs even unread)."""
+    return _LOG.add_cte(_end(columns).returning(JOBS.c.id).cte("ended"))
+
+
 def claim_next(connection: Connection, *, job_id: str, type: str, after: int, worker: str,
                now: datetime) -> Attempt | None:
     """Start the job's next attempt if the job is pending and its attempt count is still ``after``.
@@ -53,10 +89,7 @@ def claim_next(connection: Connection, *, job_id: str, type: str, after: int, wo
     ``IntegrityError`` when a running job holds the job's dedupe key.
     """
     row = connection.execute(
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.type == type, JOBS.c.status.in_(PENDING), JOBS.c.attempts == after)
-        .values(status=RUNNING, attempts=JOBS.c.attempts + 1, started_at=now, eta=None, worker=worker)
-        .returning(JOBS.c.attempts, JOBS.c.dedupe_key)
+        _CLAIM, {"p_id": job_id, "p_type": type, "p_after": after, "p_now": now, "p_worker": worker}
     ).first()
     if row is None:
         return None
@@ -87,27 +120,45 @@ def finish(connection: Connection, attempt: Attempt, *, status: str, outcome: st
     Returns whether the job's row changed (it does not when a later attempt
     took the job over, or the lifeline ended this one first).
     """
+    columns, params = _ending(attempt, status, now, error, traceback, values)
+    changed = connection.execute(_end(columns), params).rowcount
+    connection.execute(_LOG, _log_params(attempt, outcome, now, error, traceback))
+    return bool(changed)
+
+
+def record(connection: Connection, attempt: Attempt, *, status: str, outcome: str, now: datetime,
+           error: str | None = None, traceback: str | None = None, **values: Any) -> None:
+    """:func:`finish`, without telling whether the job's row changed: one statement on PostgreSQL."""
+    if connection.dialect.name != "postgresql":
+        finish(connection, attempt, status=status, outcome=outcome, now=now, error=error, traceback=traceback,
+               **values)
+        return
+    columns, params = _ending(attempt, status, now, error, traceback, values)
+    connection.execute(_end_and_log(columns), params | _log_params(attempt, outcome, now, error, traceback))
+
+
+def _ending(attempt: Attempt, status: str, now: datetime, error: str | None, traceback: str | None,
+            values: dict[str, Any]) -> tuple[frozenset[str], dict[str, Any]]:
+    values = {"status": status, **values}
     if status != JobStatus.RETRYING.value:
         values.setdefault("finished_at", now)
     if error is not None:
         values.update(last_error=error, traceback=traceback)
-    changed = connection.execute(
-        update(JOBS)
-        .where(JOBS.c.id == attempt.job_id, JOBS.c.attempts == attempt.number, JOBS.c.status == RUNNING)
-        .values(status=status, **values)
-    ).rowcount
-    log(connection, attempt, outcome=outcome, now=now, error=error, traceback=traceback)
-    return bool(changed)
+    params = {f"v_{name}": value for name, value in values.items()}
+    return frozenset(values), params | {"p_id": attempt.job_id, "p_number": attempt.number}
 
 
 def log(connection: Connection, attempt: Attempt, *, outcome: str, now: datetime, error: str | None = None,
         traceback: str | None = None) -> None:
     """Write the attempt's log row: who ran it, when, and how it ended."""
-    connection.execute(
-        ATTEMPTS.insert().values(job_id=attempt.job_id, number=attempt.number, worker=attempt.worker,
-                                 started_at=attempt.started_at, finished_at=now, outcome=outcome, error=error,
-                                 traceback=traceback)
-    )
+    connection.execute(_LOG, _log_params(attempt, outcome, now, error, traceback))
+
+
+def _log_params(attempt: Attempt, outcome: str, now: datetime, error: str | None,
+                traceback: str | None) -> dict[str, Any]:
+    return {"p_id": attempt.job_id, "p_number": attempt.number, "a_worker": attempt.worker,
+            "a_started_at": attempt.started_at, "a_finished_at": now, "a_outcome": outcome, "a_error": error,
+            "a_traceback": traceback}
 
 
 def wake_successor(connection: Connection, dedupe_key: str | None, *, now: datetime,
@@ -133,9 +184,3 @@ def wake_successor(connection: Connection, dedupe_key: str | None, *, now: datet
     ).all()
     return copies_of(connection, rows)
 
-
-def key_holder(connection: Connection, dedupe_key: str) -> str | None:
-    """The running job holding ``dedupe_key``, if any."""
-    return connection.scalar(
-        select(JOBS.c.id).where(and_(JOBS.c.dedupe_key == dedupe_key, JOBS.c.status == RUNNING)).limit(1)
-    )

@@ -13,16 +13,16 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import dramatiq
 from dramatiq.errors import ActorNotFound
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from wch import runtime
-from wch.db import db, utcnow
+from wch.db import db, insert_unless_present, utcnow
 from wch.jobs import attempts, outbox
 from wch.jobs.messages import JobCopy, args_digest
 from wch.jobs.outbox import COPY_COLUMNS, JOBS
@@ -32,6 +32,7 @@ from wch.models.jobs import PENDING, PENDING_SQL
 
 # Rows per INSERT of dispatch_many: under PostgreSQL's 65,535 parameters a statement.
 INSERT_CHUNK = 1000
+_INSERT = insert(JOBS)
 
 
 class DispatchError(ValueError):
@@ -72,7 +73,8 @@ def dispatch(
         if existing:
             return existing[0]
     else:
-        db.session.execute(insert(JOBS), [row])
+        # On the session's connection, in the caller's transaction, without the ORM's bookkeeping.
+        db.session.connection().execute(_INSERT, row)
     if row["published_at"] is not None:
         outbox.publish_after_commit([_copy(row)])
     return Job(**row)
@@ -136,9 +138,12 @@ def _eta(delay: float | timedelta | None, now: datetime) -> datetime | None:
 
 def _insert_unless_pending(rows: list[dict[str, Any]], *, now: datetime) -> list[Job]:
     """Insert the row unless a job with its dedupe key is pending; return that job instead (locked until commit)."""
-    key = rows[0]["dedupe_key"]
+    [row] = rows
+    key = row["dedupe_key"]
+    connection = db.session.connection()
+    statement = _insert_one_ignoring_pending(connection.dialect.name)
     for _ in range(3):
-        if db.session.scalars(_insert_ignoring_pending(rows)).first() is not None:
+        if connection.execute(statement, row).first() is not None:
             return []
         existing = _pending_with_key(key)
         if existing is not None:
@@ -150,13 +155,13 @@ def _insert_unless_pending(rows: list[dict[str, Any]], *, now: datetime) -> list
 
 def _insert_ignoring_pending(rows: list[dict[str, Any]]):
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` against the pending-dedupe-key index: no savepoint needed."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    return (
-        dialect.insert(JOBS)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[JOBS.c.dedupe_key], index_where=PENDING_SQL)
-        .returning(JOBS.c.id)
-    )
+    return _insert_one_ignoring_pending(db.session.get_bind().dialect.name).values(rows)
+
+
+@cache
+def _insert_one_ignoring_pending(dialect: str):
+    return insert_unless_present(JOBS, dialect=dialect, index_elements=[JOBS.c.dedupe_key],
+                                 index_where=PENDING_SQL).returning(JOBS.c.id)
 
 
 def _republish_if_lost(job: Job, now: datetime) -> None:

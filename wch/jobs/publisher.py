@@ -37,6 +37,10 @@ from wch.jobs.messages import JobCopy
 
 logger = logging.getLogger(__name__)
 
+# The thread wakes at most this often (seconds) for copies handed over one by one, and publishes what
+# gathered meanwhile together: each wake-up of the I/O loop costs more CPU than publishing a copy.
+LINGER = 0.002
+
 OnFailed = Callable[[list[JobCopy]], None]
 
 
@@ -157,6 +161,8 @@ class BackgroundPublisher:
         self._declaring: set[str] = set()
         self._waiting: list[tuple[JobCopy, Handoff]] = []  # for their queue to be declared
         self._unconfirmed: dict[int, tuple[JobCopy, Handoff]] = {}
+        self._in_order: deque[int] = deque()  # the unconfirmed delivery tags, oldest first
+        self._drain_scheduled = False
         self._returned: set[str] = set()
         self._next_tag = 0
         self._idle = threading.Condition()
@@ -172,7 +178,10 @@ class BackgroundPublisher:
         ioloop = self._started()
         for copy in copies:
             self._incoming.append((copy, handoff))
-        ioloop.add_callback_threadsafe(self._drain)
+        if not self._drain_scheduled:
+            # The drain clears the flag before it takes what came in, so nothing handed over is left behind.
+            self._drain_scheduled = True
+            ioloop.add_callback_threadsafe(self._schedule_drain)
         return handoff
 
     def close(self) -> None:
@@ -201,7 +210,11 @@ class BackgroundPublisher:
 
     # -- the publisher's thread ------------------------------------------------------------------
 
+    def _schedule_drain(self) -> None:
+        self._ioloop.call_later(LINGER, self._drain)
+
     def _drain(self) -> None:
+        self._drain_scheduled = False
         if self._closing and self._connection is None:
             self._fail_all(self._take_incoming())
             return
@@ -249,6 +262,7 @@ class BackgroundPublisher:
             return
         self._next_tag += 1
         self._unconfirmed[self._next_tag] = (copy, handoff)
+        self._in_order.append(self._next_tag)
 
     def _declare(self, queue: str) -> None:
         # The same queues, with the same arguments, as Dramatiq's RabbitmqBroker
@@ -292,6 +306,7 @@ class BackgroundPublisher:
     def _on_channel_open(self, channel) -> None:
         self._channel = channel
         self._next_tag = 0  # a channel numbers its deliveries from 1
+        self._in_order.clear()
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
@@ -309,7 +324,11 @@ class BackgroundPublisher:
     def _on_confirm(self, frame) -> None:
         method = frame.method
         ok = isinstance(method, spec.Basic.Ack)
-        tags = [t for t in self._unconfirmed if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        tags = [method.delivery_tag]
+        if method.multiple:
+            tags = []
+            while self._in_order and self._in_order[0] <= method.delivery_tag:
+                tags.append(self._in_order.popleft())
         returned = self._returned
         self._returned = set()
         for tag in tags:
@@ -336,6 +355,7 @@ class BackgroundPublisher:
         self._returned = set()
         lost = list(self._unconfirmed.values()) + self._waiting + self._take_incoming()
         self._unconfirmed, self._waiting = {}, []
+        self._in_order.clear()
         self._fail_all(lost)
         if self._closing:
             self._ioloop.stop()

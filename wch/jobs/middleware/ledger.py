@@ -154,7 +154,7 @@ class Ledger(Middleware):
         for _ in range(3):
             now = utcnow()
             try:
-                with core_transaction() as connection:
+                with core_transaction(single_statement=True) as connection:
                     attempt = attempts.claim_next(connection, job_id=message.message_id, type=message.actor_name,
                                                   after=after, worker=self.worker, now=now)
             except IntegrityError:
@@ -285,14 +285,16 @@ class Ledger(Middleware):
             return
         if attempt is None:
             return
+        # Without a dedupe key there is no job to wake: the outcome is one statement.
+        alone = attempt.dedupe_key is None
         if exception is None:
-            self._record(message, partial(self._succeeded, attempt, result))
+            self._record(message, partial(self._succeeded, attempt, result), single_statement=alone)
         elif message.failed:
-            self._record(message, partial(self._failed, attempt, *_describe(exception)))
+            self._record(message, partial(self._failed, attempt, *_describe(exception)), single_statement=alone)
         else:
             error, tb = _describe(exception)
             self._record(message, partial(self._retrying, attempt, message.options, error, tb),
-                         on_conflict=partial(self._superseded, attempt, error, tb))
+                         single_statement=True, on_conflict=partial(self._superseded, attempt, error, tb))
 
     def _take(self, message) -> Attempt | None:
         attempt = getattr(self._local, "attempt", None)
@@ -301,19 +303,19 @@ class Ledger(Middleware):
         return attempt if attempt is not None and attempt.job_id == message.message_id else None
 
     def _succeeded(self, attempt: Attempt, result: Any, connection: Connection, now: datetime) -> list[JobCopy]:
-        attempts.finish(connection, attempt, status=JobStatus.SUCCEEDED.value, outcome="succeeded", now=now,
+        attempts.record(connection, attempt, status=JobStatus.SUCCEEDED.value, outcome="succeeded", now=now,
                         result=_jsonable(result), result_expires_at=now + timedelta(seconds=self.result_ttl))
         return self._wake(connection, attempt, now)
 
     def _failed(self, attempt: Attempt, error: str, tb: str, connection: Connection, now: datetime) -> list[JobCopy]:
-        attempts.finish(connection, attempt, status=JobStatus.FAILED.value, outcome="failed", now=now,
+        attempts.record(connection, attempt, status=JobStatus.FAILED.value, outcome="failed", now=now,
                         error=error, traceback=tb)
         return self._wake(connection, attempt, now)
 
     def _retrying(self, attempt: Attempt, options: dict, error: str, tb: str, connection: Connection,
                   now: datetime) -> list[JobCopy]:
         retry_at = options.get(RETRY_AT)
-        attempts.finish(connection, attempt, status=JobStatus.RETRYING.value, outcome="retrying", now=now,
+        attempts.record(connection, attempt, status=JobStatus.RETRYING.value, outcome="retrying", now=now,
                         error=error, traceback=tb,
                         eta=datetime.fromtimestamp(retry_at / 1000, UTC) if retry_at else None,
                         published_at=None if options.get(RETRY_UNPUBLISHED) else now)
@@ -331,7 +333,8 @@ class Ledger(Middleware):
     def _wake(self, connection: Connection, attempt: Attempt, now: datetime) -> list[JobCopy]:
         return attempts.wake_successor(connection, attempt.dedupe_key, now=now, max_delay=self.max_broker_delay)
 
-    def _record(self, message, write: Write, *, on_conflict: Write | None = None) -> None:
+    def _record(self, message, write: Write, *, single_statement: bool = False,
+                on_conflict: Write | None = None) -> None:
         """Run ``write`` in a transaction of its own until it commits, then publish the jobs it woke.
 
         Raising here would make Dramatiq retry a job that has already run (and,
@@ -342,14 +345,14 @@ class Ledger(Middleware):
         pause = 0.5
         while True:
             try:
-                with core_transaction() as connection:
+                with core_transaction(single_statement=single_statement) as connection:
                     woken = write(connection, utcnow())
                 break
             except IntegrityError:
                 if on_conflict is None:
                     logger.exception("Could not record the outcome of job %s.", message.message_id)
                     return
-                write, on_conflict = on_conflict, None
+                write, on_conflict, single_statement = on_conflict, None, False
             except UNREACHABLE as error:
                 if self._stopping.is_set():
                     logger.error("Could not record the outcome of job %s before shutting down (%s); "
