@@ -131,6 +131,11 @@ def insert_unless_present(table: Table, *, dialect: str, index_elements: list, i
     return module.insert(table).on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
 
 
+def driver_message(error: Exception) -> str:
+    """A database error in one line: the driver's own message, without the statement SQLAlchemy adds."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

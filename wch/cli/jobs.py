@@ -102,9 +102,7 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
 @with_appcontext
 def cancel(job_ids: tuple[str, ...]) -> None:
     """Cancel queued or retrying jobs."""
-    with refusals(dispatcher.DispatchError), transaction():
-        for job_id in job_ids:
-            dispatcher.cancel(job_id)
+    _each(dispatcher.cancel, job_ids)
     click.echo(f"canceled {len(job_ids)} job(s)")
 
 
@@ -113,9 +111,7 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 @with_appcontext
 def fail_stuck(job_ids: tuple[str, ...]) -> None:
     """Fail running jobs whose worker is gone (silent past WCH_WORKER_LOST_AFTER), so they can be retried."""
-    with refusals(dispatcher.DispatchError), transaction():
-        for job_id in job_ids:
-            dispatcher.end_stuck(job_id)
+    _each(dispatcher.end_stuck, job_ids)
     click.echo(f"failed {len(job_ids)} job(s)")
 
 
@@ -156,6 +152,13 @@ def rescue(as_json: bool) -> None:
         return
     click.echo(f"published again {rescued['republished']} job(s) never claimed; of the running jobs whose "
                f"worker is gone, retried {rescued['retried']} and failed {rescued['failed']}")
+
+
+def _each(action, job_ids: tuple[str, ...]) -> None:
+    """Apply ``action`` to every job in one transaction: one refusal changes nothing."""
+    with refusals(dispatcher.DispatchError), transaction():
+        for job_id in job_ids:
+            action(job_id)
 
 
 def _get(job_id: str) -> Job:

@@ -17,6 +17,7 @@ append to a queue and wake the loop (``add_callback_threadsafe``).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -204,11 +205,28 @@ class BackgroundPublisher:
                 self._reset()
                 self._pid = os.getpid()
                 self._ioloop = IOLoop()
-                self._thread = threading.Thread(target=self._ioloop.start, name="wch-publisher", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="wch-publisher", daemon=True)
                 self._thread.start()
             return self._ioloop
 
     # -- the publisher's thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Run the I/O loop; an error escaping it (pika raises ValueError for a socket reset during its
+        handshake) fails what was in hand and starts the loop again, rather than ending the thread."""
+        while True:
+            try:
+                self._ioloop.start()
+                return
+            except Exception:
+                logger.exception("The publisher's I/O loop failed; jobs in hand go back to the outbox.")
+                connection = self._connection
+                self._on_connection_lost(connection, "the I/O loop failed")
+                if connection is not None and connection.is_open:
+                    with contextlib.suppress(Exception):
+                        connection.close()
+                if self._closing:
+                    return
 
     def _schedule_drain(self) -> None:
         self._ioloop.call_later(LINGER, self._drain)

@@ -13,7 +13,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from wch.db import db
+from wch.db import db, driver_message
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _busy(error: PoolTimeout):
 
 def _unreachable(error: OperationalError):
     logger.error("%s %s answered 503: the database is unreachable (%s).",
-                 request.method, request.path, error.orig or error)
+                 request.method, request.path, driver_message(error))
     db.session.rollback()
     return _unavailable("the database is unreachable")
 

@@ -10,7 +10,7 @@ from dramatiq import Middleware
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 
-from wch.db import db, transaction, utcnow
+from wch.db import db, driver_message, transaction, utcnow
 from wch.jobs.middleware.app_context import AppContext
 from wch.jobs.middleware.ledger import worker_id
 from wch.models import WorkerProcess
@@ -63,7 +63,6 @@ class Heartbeat(Middleware):
                     db.session.query(WorkerProcess).filter_by(id=self._id).update({"heartbeat_at": utcnow()})
             except SQLAlchemyError as error:
                 # Every beat of an outage would log a traceback; the driver's message says it all.
-                reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-                logger.warning("Could not record the worker heartbeat (%s).", reason)
+                logger.warning("Could not record the worker heartbeat (%s).", driver_message(error))
             except Exception:
                 logger.warning("Could not record the worker heartbeat.", exc_info=True)

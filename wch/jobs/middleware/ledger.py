@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from wch.db import core_transaction, db, utcnow
+from wch.db import core_transaction, db, driver_message, utcnow
 from wch.jobs import attempts, outbox
 from wch.jobs.attempts import Attempt
 from wch.jobs.messages import (
@@ -140,7 +140,7 @@ class Ledger(Middleware):
             attempt = self._claim(broker, message)
         except SQLAlchemyError as error:
             # Not running the job is safer than running it unrecorded.
-            raise LedgerUnavailable(f"could not claim job {message.message_id}: {_reason(error)}") from error
+            raise LedgerUnavailable(f"could not claim job {message.message_id}: {driver_message(error)}") from error
         if attempt is None:
             raise SkipMessage()
         self._local.attempt = attempt
@@ -359,7 +359,7 @@ class Ledger(Middleware):
                                  "the lifeline will end it.", message.message_id, error)
                     return
                 logger.warning("Could not record the outcome of job %s (%s); trying again in %.1f s.",
-                               message.message_id, _reason(error), pause)
+                               message.message_id, driver_message(error), pause)
                 time.sleep(pause)
                 pause = min(pause * 2, RECORD_BACKOFF_CAP)
             except Exception:
@@ -435,11 +435,6 @@ def _external_job(message, now: datetime, worker: str) -> dict[str, Any]:
         worker=worker,
         digest=args_digest(message.actor_name, args),
     )
-
-
-def _reason(error: SQLAlchemyError) -> str:
-    """The driver's own message, first line: SQLAlchemy's adds the statement and a link."""
-    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
 def _describe(exception: BaseException) -> tuple[str, str]:
