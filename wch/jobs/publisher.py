@@ -39,8 +39,9 @@ from wch.jobs.messages import JobCopy
 logger = logging.getLogger(__name__)
 
 # The thread wakes at most this often (seconds) for copies handed over one by one, and publishes what
-# gathered meanwhile together: each wake-up of the I/O loop costs more CPU than publishing a copy.
-LINGER = 0.002
+# gathered meanwhile together: each wake-up of the I/O loop costs more CPU than publishing a copy, and
+# a job reaching RabbitMQ 10 ms later changes nothing.
+LINGER = 0.01
 
 OnFailed = Callable[[list[JobCopy]], None]
 

