@@ -201,8 +201,11 @@ def test_rabbitmq_down_still_answers_200_and_keeps_the_job_for_the_relay(app_fac
         [job] = jobs()
         assert job.type == "notify_order" and job.status == "queued"
         # The publisher, off the request's path, could not reach RabbitMQ: the job goes back to the outbox.
-        wait_for(lambda: (db.session.expire_all(), db.session.get(Job, job.id).published_at is None)[1],
-                 what="the job back in the outbox")
+        def back_in_the_outbox() -> bool:
+            db.session.expire_all()
+            return db.session.get(Job, job.id).published_at is None
+
+        wait_for(back_in_the_outbox, what="the job back in the outbox")
         db.session.remove()
 
 
