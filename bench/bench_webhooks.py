@@ -1,19 +1,23 @@
 """Signed WooCommerce webhooks into the web app under gunicorn, and their sync jobs against the fake Graph API.
 
-One run on this machine: gunicorn serving ``wch:create_app()`` on PostgreSQL,
-publishing to the real RabbitMQ; one ``dramatiq wch.actors`` worker process
-running the sync jobs against the fake Graph API (a local HTTP server,
-``tests.support.fake_graph``); a load generator of Python threads posting signed
+One run on this machine: gunicorn serving wch's app on PostgreSQL, publishing
+to the real RabbitMQ, and beside it, in the same processes, a baseline endpoint
+that only checks the signature and parses the JSON
+(``bench.webhook_baseline``); a load generator of Python threads posting signed
 deliveries (half ``product.updated`` for distinct products, half
-``order.updated`` to ``completed`` for distinct orders, so each is one job).
+``order.updated`` to ``completed`` for distinct orders, so each is one job),
+first to the baseline, then to wch, with no worker running. Then one
+``dramatiq wch.actors`` worker process runs the sync jobs against the fake
+Graph API (a local HTTP server, ``tests.support.fake_graph``).
 
-Reported: webhooks accepted and recorded per second (answered 200 "recorded"),
-answer latency, and the fraction of those webhooks whose sync job had finished
-(succeeded) when the load ended and after a drain window.
+Reported: deliveries accepted per second (answered 200 "recorded"), against
+the baseline's, answer latency, and how long the worker took to finish every
+accepted delivery's job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
@@ -21,6 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from bench.report import report
+from bench.webhook_baseline import BASELINE
 from tests.support import woo
 from tests.support.fake_graph import FakeGraph
 from tests.support.services import (
@@ -51,30 +57,33 @@ GUNICORN_THREADS = 4
 CLIENT_THREADS = 12
 WORKER_THREADS = 8
 DRAIN_SECONDS = 120
-HEADERS = ["case", "webhooks", "accepted", "load s", "accepted/s", "p50 ms", "p95 ms",
-           "jobs", "done at load end", "done after drain", "drain s", "Graph calls"]
+HEADERS = ["case", "webhooks", "accepted", "load s", "accepted/s", "vs baseline", "p50 ms", "p95 ms",
+           "jobs", "done after drain", "drain s", "Graph calls"]
 
 
 def run(*, quick: bool) -> None:
     count = 400 if quick else 4_000
     with tempfile.TemporaryDirectory(prefix="wch-bench-") as tmp:
-        row = measure(count=count, tmp=Path(tmp))
-    report("webhooks", HEADERS, [row], notes={
+        rows = measure(count=count, tmp=Path(tmp))
+    report("webhooks", HEADERS, rows, notes={
         "command": "python -m bench webhooks" + (" --quick" if quick else ""),
-        "web": f"gunicorn -k gthread -w {GUNICORN_WORKERS} --threads {GUNICORN_THREADS} 'wch:create_app()' "
-               "on PostgreSQL, publishing to RabbitMQ (confirm_delivery)",
-        "worker": f"dramatiq wch.actors --processes 1 --threads {WORKER_THREADS}, on the same machine meanwhile",
+        "web": f"gunicorn -k gthread -w {GUNICORN_WORKERS} --threads {GUNICORN_THREADS} "
+               "'bench.webhook_baseline:create_app()' (wch's app, and the baseline under /baseline) on "
+               "PostgreSQL, publishing to RabbitMQ (confirm_delivery)",
+        "baseline": "the same route, cut down to checking the signature and parsing the JSON",
+        "worker": f"none while the deliveries arrive (as the issue measured); then dramatiq wch.actors "
+                  f"--processes 1 --threads {WORKER_THREADS} drains the jobs",
         "load": f"{CLIENT_THREADS} Python threads, keep-alive sessions; half product.updated (distinct products), "
                 "half order.updated to completed (distinct orders): one job per webhook",
         "accepted": "answered 200 with outcome 'recorded' (snapshot, delivery id and job committed)",
         "done": "fraction of accepted webhooks whose job succeeded (product: items_batch call; order: message "
-                f"sent), when the load ended and after draining up to {DRAIN_SECONDS} s",
+                f"sent) after draining up to {DRAIN_SECONDS} s",
         "machine_shared": "2 cores shared by gunicorn, the worker, the load generator, the fake Graph API, "
                           "PostgreSQL and RabbitMQ (and other engineers' test runs): figures are noisy",
     })
 
 
-def measure(*, count: int, tmp: Path) -> list[Any]:
+def measure(*, count: int, tmp: Path) -> list[list[Any]]:
     graph = FakeGraph().start()
     database_url = create_postgres_database()
     broker_url = create_vhost()
@@ -87,40 +96,40 @@ def measure(*, count: int, tmp: Path) -> list[Any]:
     port = _free_port()
     web = subprocess.Popen(
         [str(BIN / "gunicorn"), "-k", "gthread", "-w", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wch:create_app()"],
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "bench.webhook_baseline:create_app()"],
         env=os.environ | env, cwd=ROOT, stdout=(tmp / "gunicorn.log").open("wb"), stderr=subprocess.STDOUT)
-    worker = WorkerProcess(env=env, log=tmp / "worker.log", threads=WORKER_THREADS, modules=("wch.actors",)).start()
+    worker = None
     url = f"http://127.0.0.1:{port}/webhooks/woocommerce"
     try:
         wait_for(lambda: _ping(url), timeout=60, what="gunicorn to answer")
         deliveries = [woo.delivery(*_event(n)) for n in range(count)]
-        latencies, accepted, load_seconds = _load(url, deliveries)
+        baseline = _load(f"http://127.0.0.1:{port}{BASELINE}/webhooks/woocommerce", deliveries)
+        measured = _load(url, deliveries)
+        worker = WorkerProcess(env=env, log=tmp / "worker.log", threads=WORKER_THREADS, modules=("wch.actors",))
+        worker.start()
         with app.app_context():
-            done_at_end, jobs = _done()
             started = time.monotonic()
-            wait_for(lambda: _done()[0] >= jobs, timeout=DRAIN_SECONDS, interval=0.5, what="jobs") if jobs else None
+            jobs = _done()[1]
+            with contextlib.suppress(AssertionError):  # reported below as the share not done
+                wait_for(lambda: _done()[0] >= jobs, timeout=DRAIN_SECONDS, interval=0.5, what="jobs")
             done_after, _ = _done()
             drain = time.monotonic() - started
-            db.session.remove()
-            db.engine.dispose()
-    except AssertionError:
-        drain = DRAIN_SECONDS
-        with app.app_context():
-            done_after, _ = _done()
             db.session.remove()
             db.engine.dispose()
     finally:
         web.terminate()
         web.wait(timeout=30)
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         graph.stop()
         delete_vhost(broker_url)
         drop_postgres_database(database_url)
-    latencies.sort()
-    return ["gunicorn + PostgreSQL", count, accepted, round(load_seconds, 2), round(accepted / load_seconds, 1),
-            round(statistics.median(latencies) * 1000, 1), round(latencies[int(len(latencies) * 0.95)] * 1000, 1),
-            jobs, f"{done_at_end / max(accepted, 1):.1%}", f"{done_after / max(accepted, 1):.1%}", round(drain, 1),
-            len(graph.received())]
+    base_rate, rate = baseline.accepted / baseline.seconds, measured.accepted / measured.seconds
+    return [
+        ["baseline: signature and JSON only", count, *baseline.columns(vs=1.0), "", "", "", ""],
+        ["wch: snapshot, delivery id, job (PostgreSQL)", count, *measured.columns(vs=rate / base_rate),
+         jobs, f"{done_after / max(measured.accepted, 1):.1%}", round(drain, 1), len(graph.received())],
+    ]
 
 
 def _event(n: int) -> tuple[str, dict[str, Any]]:
@@ -129,7 +138,22 @@ def _event(n: int) -> tuple[str, dict[str, Any]]:
     return "product.updated", woo.product(n + 1)
 
 
-def _load(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> tuple[list[float], int, float]:
+@dataclass
+class Load:
+    """How a stream of deliveries was answered."""
+
+    latencies: list[float]
+    accepted: int
+    seconds: float
+
+    def columns(self, *, vs: float) -> list[Any]:
+        """accepted, load s, accepted/s, ``vs`` (the ratio to the baseline), p50 ms, p95 ms."""
+        latencies = sorted(self.latencies)
+        return [self.accepted, round(self.seconds, 2), round(self.accepted / self.seconds, 1), f"{vs:.2f}x",
+                round(statistics.median(latencies) * 1000, 1), round(latencies[int(len(latencies) * 0.95)] * 1000, 1)]
+
+
+def _load(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> Load:
     latencies: list[float] = []
     accepted = 0
     lock = threading.Lock()
@@ -158,7 +182,7 @@ def _load(url: str, deliveries: list[tuple[bytes, dict[str, str]]]) -> tuple[lis
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, accepted, time.perf_counter() - started
+    return Load(latencies, accepted, time.perf_counter() - started)
 
 
 def _done() -> tuple[int, int]:

@@ -84,11 +84,20 @@ def broker():
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_url():
-    """A RabbitMQ virtual host of this test session's own."""
+def rabbitmq_vhost():
+    """The URL of a RabbitMQ virtual host of this test session's own."""
     url = create_vhost()
     yield url
     delete_vhost(url)
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_vhost):
+    """Where the test's apps and workers reach RabbitMQ: the session's vhost.
+
+    A fault test overrides it with the URL of a :class:`~tests.support.proxy.FaultProxy` in front of it.
+    """
+    return rabbitmq_vhost
 
 
 @pytest.fixture
@@ -168,6 +177,8 @@ def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
             "WCH_BROKER_URL": rabbitmq_url,
             "WCH_RETRY_DELAYS": WORKER_RETRY_DELAYS,
             "WCH_WORKER_HEARTBEAT": "1",
+            # A killed worker's jobs are taken back this soon after its last heartbeat.
+            "WCH_WORKER_LOST_AFTER": "4",
             "WCH_SECRET_KEY": "test-secret-key",
         } | env | settings
         known = _announced_workers()

@@ -20,7 +20,8 @@ def test_defaults(tmp_path):
     assert settings.cart_expiry_hours == 72
     assert settings.result_ttl == 3600
     assert settings.secret_key is None
-    assert settings.relay_grace == 10
+    assert (settings.worker_heartbeat, settings.worker_lost_after, settings.rescue_after) == (10, 60, 600)
+    assert (settings.db_pool_size, settings.db_pool_timeout) == (None, 3.0)
 
 
 def test_values_are_read_and_postgres_urls_use_psycopg():
@@ -30,12 +31,18 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         "WCH_RETRY_DELAYS": " 1, 2.5 ,3",
         "WCH_CART_EXPIRY_HOURS": "48",
         "WCH_RESULT_TTL": "60",
-        "WCH_RELAY_GRACE": "0",
+        "WCH_WORKER_HEARTBEAT": "30",
+        "WCH_RESCUE_AFTER": "120",
+        "WCH_DB_POOL_SIZE": "34",
+        "WCH_DB_POOL_TIMEOUT": "0.5",
     })
     assert settings.database_url == "postgresql+psycopg://u@db/wch"
     assert settings.broker_is_stub
     assert settings.retry_delays == (1, 2.5, 3)
-    assert (settings.cart_expiry_hours, settings.result_ttl, settings.relay_grace) == (48, 60, 0)
+    assert (settings.cart_expiry_hours, settings.result_ttl) == (48, 60)
+    # Three missed heartbeats, when that is longer than the default minute.
+    assert (settings.worker_lost_after, settings.rescue_after) == (90, 120)
+    assert (settings.db_pool_size, settings.db_pool_timeout) == (34, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -54,8 +61,12 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         ("WCH_CLEANUP_BATCH_SIZE", "lots", "is not a whole number"),
         ("WCH_LEDGER_RETENTION_DAYS", "-1", "must be greater than 0"),
         ("WCH_WORKER_HEARTBEAT", "0", "must be greater than 0"),
-        ("WCH_RELAY_GRACE", "-1", "cannot be negative"),
-        ("WCH_RELAY_GRACE", "soon", "is not a number of seconds"),
+        ("WCH_WORKER_LOST_AFTER", "15", "must be at least two heartbeats (2 x WCH_WORKER_HEARTBEAT = 20 s)"),
+        ("WCH_WORKER_LOST_AFTER", "a minute", "is not a whole number"),
+        ("WCH_RESCUE_AFTER", "0", "must be greater than 0"),
+        ("WCH_DB_POOL_SIZE", "0", "must be greater than 0"),
+        ("WCH_DB_POOL_SIZE", "many", "is not a whole number"),
+        ("WCH_DB_POOL_TIMEOUT", "0", "must be greater than 0"),
         ("WCH_BROKER_URL", "redis://127.0.0.1:6379/0", "unknown scheme 'redis'"),
         ("WCH_BROKER_URL", "127.0.0.1:5672", "unknown scheme"),
         ("WCH_DATABASE_URL", "mysql://root@db/wch", "unknown scheme 'mysql'"),

@@ -11,14 +11,20 @@ from wch.config import Settings, dev_secret_key
 
 PACKAGE = Path(__file__).resolve().parent
 _DEFAULT = object()
+# The pool of a process that does not say how many threads it runs (gunicorn, the command line).
+DEFAULT_POOL_SIZE = 10
 
 
-def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker | None | object = _DEFAULT) -> Flask:
+def create_app(settings: Settings | None = None, *, publisher: object = _DEFAULT, threads: int | None = None) -> Flask:
     """Build the web app; ``settings`` default to the environment.
 
-    ``publisher`` is the broker dispatched jobs are published to; by default
-    the one ``WCH_BROKER_URL`` names (or none for ``stub://``: see
-    :func:`wch.jobs.broker.build_publisher`).
+    ``publisher`` is where committed jobs are published: by default the
+    RabbitMQ that ``WCH_BROKER_URL`` names (none for ``stub://``: see
+    :func:`wch.jobs.broker.build_publisher`); a Dramatiq broker (the
+    in-process StubBroker) is published to directly. ``threads`` is how many
+    threads of the process may use the database at once (a worker's
+    ``--threads``): the connection pool is sized from it unless
+    ``WCH_DB_POOL_SIZE`` says otherwise.
     """
     templates, static = asset_folders()
     app = Flask(__name__, template_folder=str(templates), static_folder=str(static))
@@ -31,6 +37,7 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
     from wch.cli import register_commands
     from wch.db import db
     from wch.jobs.broker import build_publisher
+    from wch.jobs.publisher import BrokerPublisher
     from wch.migrations import migrate
     from wch.redact import register_secret
     from wch.runtime import Runtime, init_runtime
@@ -39,20 +46,42 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
     app.config.update(
         SECRET_KEY=settings.secret_key or dev_secret_key(app.instance_path),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=pool_options(settings, threads=threads),
     )
     for secret in settings.secrets():
         register_secret(secret)
     db.init_app(app)
     migrate.init_app(app, db)
-    init_runtime(app, Runtime(
-        settings=settings,
-        publisher=build_publisher(settings) if publisher is _DEFAULT else publisher,
-    ))
+    if publisher is _DEFAULT:
+        publisher = build_publisher(settings)
+    elif isinstance(publisher, dramatiq.Broker):
+        publisher = BrokerPublisher(publisher)
+    init_runtime(app, Runtime(settings=settings, publisher=publisher))
     init_web(app, secure_cookie=settings.session_cookie_secure)
     init_admin(app)
     register_commands(app)
     return app
+
+
+def pool_options(settings: Settings, *, threads: int | None) -> dict:
+    """The database pool: a connection per thread, and two for the process's own threads (publisher, heartbeat).
+
+    Nothing in wch holds two connections in one thread, so a pool this size
+    is never waited on by the process's own threads; when more requests arrive
+    than it has connections, one waits ``WCH_DB_POOL_TIMEOUT`` seconds, then is
+    answered 503 with ``Retry-After``.
+
+    No ``pool_pre_ping``: it costs a round trip on every checkout (the
+    worker checks out twice per job). A connection the database dropped fails
+    its first statement instead, which every path survives (a web request
+    answers 503, a claim backs off, an outcome is written again), and
+    SQLAlchemy then replaces every connection of the pool that predates it.
+    """
+    size = settings.db_pool_size or (threads + 2 if threads else DEFAULT_POOL_SIZE)
+    options = {"pool_size": size, "max_overflow": size, "pool_timeout": settings.db_pool_timeout}
+    if settings.database_url.startswith("sqlite:"):
+        options["connect_args"] = {"timeout": settings.sqlite_busy_timeout}
+    return options
 
 
 def asset_folders() -> tuple[Path, Path]:

@@ -40,7 +40,11 @@ class Settings:
     ledger_retention_days: int = 14
     max_broker_delay: int = 600
     worker_heartbeat: int = 10
-    relay_grace: float = 10.0
+    worker_lost_after: int = 60
+    rescue_after: int = 600
+    db_pool_size: int | None = None
+    db_pool_timeout: float = 3.0
+    sqlite_busy_timeout: float = 30.0
     session_cookie_secure: bool = False
     rabbitmq_management_url: str | None = None
     pending_warn_seconds: int = 300
@@ -82,6 +86,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, instance_path: str | Path = "instance") -> Settings:
         env = os.environ if environ is None else environ
         default_db = "sqlite:///" + str(Path(instance_path).resolve() / "wch.sqlite3")
+        heartbeat = _positive_int(env, "WCH_WORKER_HEARTBEAT", 10)
         return cls(
             database_url=_url(env, "WCH_DATABASE_URL", default_db, DATABASE_SCHEMES),
             broker_url=_url(env, "WCH_BROKER_URL", DEFAULT_BROKER_URL, BROKER_SCHEMES),
@@ -92,8 +97,12 @@ class Settings:
             result_ttl=_positive_int(env, "WCH_RESULT_TTL", 3600),
             ledger_retention_days=_positive_int(env, "WCH_LEDGER_RETENTION_DAYS", 14),
             max_broker_delay=_positive_int(env, "WCH_MAX_BROKER_DELAY", 600),
-            worker_heartbeat=_positive_int(env, "WCH_WORKER_HEARTBEAT", 10),
-            relay_grace=_seconds(env, "WCH_RELAY_GRACE", 10.0),
+            worker_heartbeat=heartbeat,
+            worker_lost_after=_worker_lost_after(env, heartbeat),
+            rescue_after=_positive_int(env, "WCH_RESCUE_AFTER", 600),
+            db_pool_size=_positive_int(env, "WCH_DB_POOL_SIZE", 0) or None,
+            db_pool_timeout=_positive_seconds(env, "WCH_DB_POOL_TIMEOUT", 3.0),
+            sqlite_busy_timeout=_positive_seconds(env, "WCH_SQLITE_BUSY_TIMEOUT", 30.0),
             session_cookie_secure=_flag(env, "WCH_SESSION_COOKIE_SECURE", False),
             rabbitmq_management_url=_optional_url(env, "WCH_RABBITMQ_MANAGEMENT_URL", {"http", "https"}),
             pending_warn_seconds=_positive_int(env, "WCH_PENDING_WARN_SECONDS", 300),
@@ -133,6 +142,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
     if value <= 0:
         raise ConfigError(f"{name}: must be greater than 0, got {value}")
+    return value
+
+
+def _worker_lost_after(env: Mapping[str, str], heartbeat: int) -> int:
+    value = _positive_int(env, "WCH_WORKER_LOST_AFTER", max(60, 3 * heartbeat))
+    if value < 2 * heartbeat:
+        raise ConfigError(f"WCH_WORKER_LOST_AFTER: must be at least two heartbeats "
+                          f"(2 x WCH_WORKER_HEARTBEAT = {2 * heartbeat} s), got {value}")
     return value
 
 

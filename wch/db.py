@@ -8,6 +8,11 @@ series of short transactions of their own (each one a ``with transaction():``)
 and say "runs its own transactions" in their docstring. Call those with no
 transaction open.
 
+The job core's hot paths (a worker's claim and outcome, the outbox) run Core
+statements in ``with core_transaction():``, on a pooled connection of their own
+and no session; never inside an open ``transaction()``, which would hold a
+second connection.
+
 A block that only reads is marked ``with read_only():``. On SQLite it begins
 with a plain ``BEGIN`` instead of ``BEGIN IMMEDIATE``, so it does not take the
 write lock, and its transaction ends with the block, so nothing holds the
@@ -24,8 +29,9 @@ from decimal import Decimal
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, Insert, MetaData, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -73,6 +79,29 @@ def transaction() -> Iterator[Session]:
 
 
 @contextmanager
+def core_transaction(*, single_statement: bool = False) -> Iterator[Connection]:
+    """A unit of work in Core statements, on a pooled connection and no session: commits when the block ends.
+
+    ``single_statement=True`` promises the block runs one statement: on
+    PostgreSQL it then runs in autocommit, which commits it by itself, saving
+    the round trips of ``BEGIN`` and ``COMMIT`` (the worker's claim and most
+    outcomes are one statement each).
+
+    Refused inside an open session transaction: the thread would hold two
+    connections, and a burst of such threads can exhaust the pool waiting on itself.
+    """
+    # (``registry.has()`` first: asking the session itself would create one, which the hot path does not need.)
+    if db.session.registry.has() and db.session().in_transaction():
+        raise RuntimeError("core_transaction() inside an open session transaction would hold two connections")
+    if single_statement and db.engine.dialect.name == "postgresql":
+        with db.engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        return
+    with db.engine.begin() as connection:
+        yield connection
+
+
+@contextmanager
 def read_only() -> Iterator[Session]:
     """A block that only reads, in a transaction of its own that ends with the block.
 
@@ -88,6 +117,23 @@ def read_only() -> Iterator[Session]:
         yield session
     finally:
         session.rollback()
+
+
+def insert_unless_present(table: Table, *, dialect: str, index_elements: list, index_where: Any = None) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` against one unique index, on PostgreSQL or SQLite (``dialect``).
+
+    A row that would break the index is skipped, not an error: no savepoint
+    needed, and with ``.returning()`` the caller learns which rows went in.
+    ``index_where`` repeats a partial index's predicate (as text), so the
+    database knows which index is meant.
+    """
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=index_elements, index_where=index_where)
+
+
+def driver_message(error: Exception) -> str:
+    """A database error in one line: the driver's own message, without the statement SQLAlchemy adds."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
 def utcnow() -> datetime:
@@ -119,12 +165,12 @@ class UTCDateTime(TypeDecorator):
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record) -> None:
-    # WAL lets the web app read while a worker writes; the busy timeout makes
-    # writers queue instead of failing with "database is locked".
+    # WAL lets the web app read while a worker writes. The busy timeout
+    # (``WCH_SQLITE_BUSY_TIMEOUT``, the driver's ``timeout``) makes writers
+    # queue instead of failing with "database is locked".
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

@@ -8,8 +8,8 @@ this module, so it runs the same with any settings a caller builds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import dramatiq
 from flask import Flask, current_app
 
 from wch.config import Settings
@@ -23,13 +23,13 @@ class Runtime:
 
     Parameters:
       settings: the app's settings.
-      publisher: the broker dispatched jobs are published to, or ``None`` to
-        leave them in the outbox (the in-process stub broker; see
-        :func:`wch.jobs.broker.build_publisher`).
+      publisher: the :class:`wch.jobs.publisher.Publisher` committed jobs are
+        handed to, or ``None`` to leave them in the outbox (the in-process stub
+        broker; see :func:`wch.jobs.broker.build_publisher`).
     """
 
     settings: Settings
-    publisher: dramatiq.Broker | None
+    publisher: Any
 
 
 def init_runtime(app: Flask, runtime: Runtime) -> None:

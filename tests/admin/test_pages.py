@@ -141,6 +141,30 @@ def test_cancel_and_bulk_actions(app, admin):
     assert queries.status(failed.id) == "queued" and queries.status(queued[0].id) == "queued"
 
 
+def test_a_running_job_whose_worker_is_gone_can_be_marked_failed(app, admin):
+    alive, gone = add_job(status="running"), add_job(status="running")
+    now = utcnow()
+    db.session.add(WorkerProcess(id="busy:1", host="busy", pid=1, queues=["sync"], threads=2, started_at=now,
+                                 heartbeat_at=now))
+    for job, worker in ((alive, "busy:1"), (gone, "dead:2")):
+        row = db.session.get(Job, job.id)
+        row.worker, row.attempts, row.started_at = worker, 1, now - timedelta(minutes=3)
+    db.session.commit()
+
+    html = admin.get(f"/admin/jobs/{alive.id}").get_data(as_text=True)
+    assert 'id="running-attempt"' in html and 'id="fail-job"' not in html
+    html = admin.get(f"/admin/jobs/{gone.id}").get_data(as_text=True)
+    assert "its worker stopped heart-beating" in html and 'id="fail-job"' in html
+
+    token = csrf_token(admin, "/admin/")
+    admin.post(f"/admin/jobs/{alive.id}/fail", data={"csrf_token": token})
+    admin.post(f"/admin/jobs/{gone.id}/fail", data={"csrf_token": token})
+    db.session.expire_all()
+    assert queries.status(alive.id) == "running", "its worker is alive: refused"
+    assert queries.status(gone.id) == "failed"
+    assert 'id="retry-job"' in admin.get(f"/admin/jobs/{gone.id}").get_data(as_text=True)
+
+
 @with_env(WCH_PANEL_RETRY_CAP="3")
 def test_retry_all_failed_matching_asks_first_and_stops_at_the_cap(app, admin):
     jobs = [add_job("echo", status="failed", ago=timedelta(minutes=10 - i)) for i in range(5)]

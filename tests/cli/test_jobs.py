@@ -159,3 +159,34 @@ def test_retry_of_a_unique_job_whose_successor_is_pending_is_refused(wch):
     assert result.exit_code != 0
     assert f"job {second} with the same dedupe key is pending" in result.output
     assert dict((i, s) for i, s, _ in rows()) == {first: "canceled", second: "queued"}
+
+
+def test_rescue_reports_what_the_lifeline_did(wch):
+    result = wch("jobs", "rescue", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"republished": 0, "retried": 0, "failed": 0}
+    assert "published again 0 job(s)" in wch("jobs", "rescue").output
+
+
+def test_fail_ends_a_running_job_whose_worker_is_gone_and_refuses_others(wch):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from wch.db import utcnow
+
+    stuck = dispatch(wch, "echo", '{"value": 1}')
+    queued = dispatch(wch, "echo", '{"value": 2}', "--delay", "60")
+    db.session.execute(update(Job).where(Job.id == stuck).values(
+        status="running", attempts=1, worker="gone-host:1", started_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+
+    refused = wch("jobs", "fail", stuck, queued)
+    assert refused.exit_code != 0 and f"job {queued} is queued" in refused.output
+    assert dict((i, s) for i, s, _ in rows()) == {stuck: "running", queued: "queued"}, "nothing was changed"
+
+    result = wch("jobs", "fail", stuck)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(wch("jobs", "show", stuck, "--json").output)
+    assert shown["status"] == "failed" and "ended by staff" in shown["last_error"]
+    assert [a["outcome"] for a in shown["attempt_log"]] == ["interrupted"]

@@ -94,7 +94,6 @@ def up_env(tmp_path):
     return os.environ | {
         "WCH_DATABASE_URL": f"sqlite:///{tmp_path / 'wch.sqlite3'}",
         "WCH_SECRET_KEY": "test-secret-key",
-        "WCH_RELAY_GRACE": "0",
         "WCH_WORKER_HEARTBEAT": "1",
     }
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.apps import run_jobs
+from tests.support.jobs import copy_of
 from wch.db import db
 from wch.jobs import dispatcher, queries
 from wch.models import Job, JobAttempt
@@ -125,11 +126,27 @@ def test_pending_counts_by_type(app):
     assert counts["cleanup_carts"]["queued"] == 1
 
 
-def test_dispatch_spread_spreads_jobs_over_time(app):
-    jobs = dispatcher.dispatch_spread("echo", [{"value": i} for i in range(5)], batch_size=2, interval=1.5)
+def test_dispatch_many_creates_and_publishes_every_job_and_they_run(app, broker, stub_worker):
+    ids = dispatcher.dispatch_many("echo", [{"value": i} for i in range(2500)])
     db.session.commit()
-    offsets = [0 if j.eta is None else round((j.eta - j.enqueued_at).total_seconds(), 1) for j in jobs]
-    assert offsets == [0, 0, 1.5, 1.5, 3.0]
+    assert len(set(ids)) == 2500
+    run_jobs(broker, stub_worker)
+
+    results = dict(db.session.execute(select(Job.id, Job.result).where(Job.status == "succeeded")).all())
+    assert sorted(results[i] for i in ids) == list(range(2500))
+
+
+def test_dispatch_many_with_unique_keys_keeps_the_jobs_already_pending(app):
+    pending = dispatcher.dispatch("echo", {"value": 1}, unique="cart:1")
+    ids = dispatcher.dispatch_many("echo", [{"value": 1}, {"value": 2}, {"value": 2}, {"value": 3}],
+                                   unique=lambda args: f"cart:{args['value']}", delay=60)
+    db.session.commit()
+
+    assert len(ids) == 2 and pending.id not in ids, "cart 1's job was pending; cart 2's is dispatched once"
+    assert job_count() == 3
+    keys = db.session.scalars(select(Job.dedupe_key).where(Job.id.in_(ids))).all()
+    assert sorted(keys) == ["echo:cart:2", "echo:cart:3"]
+    assert queries.pending_counts()["echo"] == {"queued": 1, "scheduled": 2, "retrying": 0, "running": 0}
 
 
 @pytest.mark.parametrize(
@@ -139,7 +156,8 @@ def test_dispatch_spread_spreads_jobs_over_time(app):
         (lambda: dispatcher.dispatch("echo", {"value": object()}), "must be JSON"),
         (lambda: dispatcher.dispatch("echo", {"value": float("nan")}), "must be JSON"),
         (lambda: dispatcher.dispatch("echo", [1, 2]), "JSON object"),
-        (lambda: dispatcher.dispatch_spread("echo", [{}], batch_size=0), "batch_size"),
+        (lambda: dispatcher.dispatch_many("echo", [{"value": 1}, {"value": float("inf")}]), "must be JSON"),
+        (lambda: dispatcher.dispatch_many("echo", [{}], delay=-1), "delay must be"),
         (lambda: queries.is_scheduled("no_such_job", {}), "unknown job type"),
     ],
 )
@@ -187,15 +205,13 @@ def test_message_sent_without_the_dispatcher_gets_a_ledger_row(app, broker, stub
 
 
 def test_a_second_copy_of_a_finished_job_is_not_run(app, broker, stub_worker, tmp_path):
-    from wch.jobs.outbox import OutboxEntry
-
     marker = tmp_path / "runs"
     job = dispatcher.dispatch("echo", {"marker": str(marker)})
     db.session.commit()
     run_jobs(broker, stub_worker)
 
     db.session.expire_all()
-    broker.enqueue(OutboxEntry.of(db.session.get(Job, job.id)).message())
+    broker.enqueue(copy_of(db.session.get(Job, job.id), attempt=0).message())
     run_jobs(broker, stub_worker)
     assert len(marker.read_text().splitlines()) == 1
     assert db.session.scalar(select(func.count()).select_from(JobAttempt)) == 1

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.apps import run_jobs, with_env
+from tests.support.apps import run_jobs
+from tests.support.jobs import copy_of as message_copy
 from wch.db import db, utcnow
 from wch.jobs import dispatcher, outbox, queries
-from wch.jobs.messages import ATTEMPT
-from wch.jobs.middleware import FixedRetries
-from wch.jobs.outbox import OutboxEntry
-from wch.models import Job, JobAttempt
+from wch.jobs.middleware import FixedRetries, Ledger
+from wch.models import Job, WorkerProcess
 
 
-def running(job_id: str) -> Job:
+def running(job_id: str, *, worker: str = "elsewhere:1") -> Job:
     """Mark the job as running its first attempt, as a worker elsewhere that took it would."""
     job = db.session.get(Job, job_id)
-    job.status, job.attempts, job.started_at = "running", 1, utcnow()
-    db.session.add(JobAttempt(job_id=job_id, number=1, worker="elsewhere:1", started_at=job.started_at))
+    job.status, job.attempts, job.started_at, job.worker = "running", 1, utcnow(), worker
     db.session.commit()
     return job
+
+
+def alive(worker: str) -> None:
+    """Record a fresh heartbeat of ``worker``."""
+    now = utcnow()
+    host, pid = worker.rsplit(":", 1)
+    db.session.add(WorkerProcess(id=worker, host=host, pid=int(pid), queues=["sync"], threads=1, started_at=now,
+                                 heartbeat_at=now))
+    db.session.commit()
 
 
 def unpublished_commit() -> None:
@@ -29,8 +36,7 @@ def unpublished_commit() -> None:
 
 
 def copy_of(job_id: str, *, attempt: int):
-    message = OutboxEntry.of(db.session.get(Job, job_id)).message()
-    message = message.copy(options={**message.options, ATTEMPT: attempt})
+    message = message_copy(db.session.get(Job, job_id), attempt=attempt).message()
     db.session.rollback()
     return message
 
@@ -72,7 +78,26 @@ def test_retry_that_arrives_before_the_previous_outcome_is_recorded_runs(app, br
     assert (job.status, job.attempts, job.result) == ("succeeded", 2, 7)
 
 
-def test_redelivered_copy_of_a_running_job_runs_and_closes_the_interrupted_attempt(
+def test_redelivered_copy_of_a_dead_workers_job_runs_again_when_its_type_is_safe_to_repeat(
+    app, broker, stub_worker, redelivering, tmp_path
+):
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("safe_echo", {"value": 7, "marker": str(marker)})
+    unpublished_commit()
+    running(job.id)  # on a worker that never heart-beat: gone
+
+    broker.enqueue(copy_of(job.id, attempt=0))
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    job = db.session.get(Job, job.id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    assert [a.outcome for a in job.attempt_log] == ["interrupted", "succeeded"]
+    assert job.attempt_log[0].worker == "elsewhere:1"
+    assert marker.read_text().splitlines() == ["ran"]
+
+
+def test_redelivered_copy_of_a_dead_workers_job_fails_it_when_it_may_not_be_repeated(
     app, broker, stub_worker, redelivering, tmp_path
 ):
     marker = tmp_path / "runs"
@@ -85,8 +110,33 @@ def test_redelivered_copy_of_a_running_job_runs_and_closes_the_interrupted_attem
 
     db.session.expire_all()
     job = db.session.get(Job, job.id)
-    assert (job.status, job.attempts) == ("succeeded", 2)
-    assert [a.outcome for a in job.attempt_log] == ["interrupted", "succeeded"]
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert job.last_error == "interrupted; not retried because it may have run (its worker elsewhere:1 stopped)"
+    assert [a.outcome for a in job.attempt_log] == ["interrupted"]
+    assert not marker.exists()
+
+
+def test_redelivered_copy_of_a_job_whose_worker_still_heart_beats_is_left_to_it(
+    app, broker, stub_worker, redelivering, monkeypatch, tmp_path
+):
+    ledger = next(m for m in broker.middleware if isinstance(m, Ledger))
+    monkeypatch.setattr(ledger, "worker_lost_after", 1)
+    marker = tmp_path / "runs"
+    job = dispatcher.dispatch("safe_echo", {"marker": str(marker)})
+    unpublished_commit()
+    running(job.id, worker="busy-host:42")
+    alive("busy-host:42")  # its connection to RabbitMQ dropped, not the worker
+
+    broker.enqueue(copy_of(job.id, attempt=0))
+    broker.queues["sync"].join()  # the copy is put off (in sync.DQ) until the worker would count as lost
+    row = db.session.get(Job, job.id)
+    row.status, row.finished_at = "succeeded", utcnow()  # ... and meanwhile the worker finishes the job
+    db.session.commit()
+    run_jobs(broker, stub_worker)
+
+    db.session.expire_all()
+    assert not marker.exists(), "the copy was not run beside the worker that had it"
+    assert db.session.get(Job, job.id).status == "succeeded"
 
 
 def test_stale_copy_of_a_retrying_job_is_skipped(app, broker, stub_worker, redelivering, tmp_path):
@@ -106,7 +156,6 @@ def test_stale_copy_of_a_retrying_job_is_skipped(app, broker, stub_worker, redel
     assert not marker.exists() and db.session.get(Job, job.id).status == "retrying"
 
 
-@with_env(WCH_RELAY_GRACE="0")
 def test_retry_later_than_the_broker_may_hold_is_left_to_the_relay(app, broker, stub_worker, monkeypatch, tmp_path):
     retries = next(m for m in broker.middleware if isinstance(m, FixedRetries))
     monkeypatch.setattr(retries, "max_delay", 0.05)  # the retry delays in tests are 0.1 s
@@ -143,29 +192,9 @@ def test_late_periodic_trigger_skipped_by_periodiq_is_not_left_running(app, brok
     assert queries.pending_counts() == {}, "the hourly work was not dispatched"
 
 
-def test_job_run_before_its_dispatcher_marks_it_published_keeps_its_retry_in_the_outbox(
-    app, broker, stub_worker, monkeypatch, tmp_path
+def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled_and_the_newer_one_runs(
+    app, broker, stub_worker, tmp_path
 ):
-    retries = next(m for m in broker.middleware if isinstance(m, FixedRetries))
-    monkeypatch.setattr(retries, "max_delay", 0.05)  # so the retry is left to the relay
-    publish = broker.enqueue
-
-    def publish_then_let_the_worker_run_it(message, *, delay=None):
-        published = publish(message, delay=delay)
-        broker.join(message.queue_name, fail_fast=False)
-        stub_worker.join()
-        return published
-
-    monkeypatch.setattr(broker, "enqueue", publish_then_let_the_worker_run_it)
-    job = dispatcher.dispatch("fail_then_succeed", {"marker": str(tmp_path / "runs"), "failures": 1})
-    db.session.commit()  # publishes; the worker runs the job and fails it before the dispatcher marks the row
-
-    db.session.expire_all()
-    row = db.session.get(Job, job.id)
-    assert (row.status, row.attempts, row.published_at) == ("retrying", 1, None), "the relay must still see the retry"
-
-
-def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled(app, broker, stub_worker, tmp_path):
     from tests.support.services import wait_for
 
     started, release = tmp_path / "started", tmp_path / "release"
@@ -176,7 +205,7 @@ def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled(app
     # A new change to the same product while the first sync runs: a second job.
     args = {"started": str(started), "release": str(release), "marker": str(tmp_path / "second")}
     second = dispatcher.dispatch("fail_when_released", args, unique="product:7")
-    unpublished_commit()  # it stays pending for the test's length
+    db.session.commit()
     assert second.id != first.id
 
     release.touch()  # the first fails; its retry would make two pending jobs for one key
@@ -192,4 +221,8 @@ def test_retry_of_a_unique_job_superseded_by_a_newer_pending_one_is_canceled(app
     first = db.session.get(Job, first.id)
     assert first.status == "canceled" and "a newer job with the same dedupe key is pending" in first.last_error
     assert first.attempts == 1, "the superseded retry did not run"
-    assert queries.status(second.id) == "queued"
+    run_jobs(broker, stub_worker)  # the second waited while the first held the key; it runs now
+    db.session.expire_all()
+    second = db.session.get(Job, second.id)
+    assert (second.status, second.attempts) == ("succeeded", 2)
+    assert (tmp_path / "second").read_text().splitlines() == ["ran", "ran"]

@@ -140,23 +140,6 @@ def test_unique_dispatch_does_not_duplicate(rabbit_app, spawn_worker, tmp_path):
     assert marker.read_text().splitlines() == ["ran"]
 
 
-def test_job_of_a_worker_killed_mid_job_is_redelivered_and_completes(spawn_worker, tmp_path):
-    first = spawn_worker()
-    started, marker = tmp_path / "started", tmp_path / "done"
-    job_id = dispatch("slow", {"seconds": 2, "started": str(started), "marker": str(marker)})
-    wait_for(started.exists, what="the job to start")
-    assert fresh(job_id).status == "running"
-
-    first.kill()
-    started.unlink()
-    spawn_worker()
-
-    job = wait_status(job_id, "succeeded")
-    assert started.exists() and marker.read_text().splitlines() == ["done"]
-    assert job.attempts == 2 and job.result == 2
-    assert [a.outcome for a in job.attempt_log] == ["interrupted", "succeeded"]
-
-
 def test_worker_announces_itself_with_a_heartbeat(spawn_worker):
     worker = spawn_worker()
     db.session.rollback()

@@ -143,5 +143,10 @@ def _reset(sock: socket.socket) -> None:
     """Close with a TCP reset, so the other side learns at once that the connection is gone."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # close() alone does nothing to the connection while a pump thread is
+    # blocked in recv() on it (the kernel keeps the socket until recv returns),
+    # so an idle connection would survive the cut; shutdown() ends it at once.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()

@@ -1,4 +1,10 @@
-"""Broadcast jobs (queue ``broadcast``): campaign batches, WhatsApp webhook events, the sweep."""
+"""Broadcast jobs (queue ``broadcast``): campaign batches, WhatsApp webhook events, the sweep.
+
+All are safe to repeat after an interrupted attempt: a batch claims its
+recipients under its job id, and a second run of the same job releases the
+ones never tried and flags the ones in flight instead of sending them again;
+webhook statuses only move recipients forward; the sweep is idempotent.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from wch.whatsapp import shared_client
 TRIGGER_BROADCAST_SWEEP = JobType("trigger_broadcast_sweep", queue="broadcast")
 
 
-@job_actor(SEND_CAMPAIGN_BATCH, time_limit=10 * 60 * 1000)
+@job_actor(SEND_CAMPAIGN_BATCH, time_limit=10 * 60 * 1000, safe_to_repeat=True)
 def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
     """Send the next batch of a campaign; it dispatches the batch after it, an interval later."""
     settings = runtime.settings()
@@ -29,13 +35,13 @@ def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
     return outcome.to_dict()
 
 
-@job_actor(events.PROCESS_WHATSAPP_WEBHOOK)
+@job_actor(events.PROCESS_WHATSAPP_WEBHOOK, safe_to_repeat=True)
 def process_whatsapp_webhook(payload: dict[str, Any]) -> dict[str, int]:
     """Apply the statuses and inbound messages of one WhatsApp webhook delivery."""
     return events.apply_webhook(payload)
 
 
-@job_actor(TRIGGER_BROADCAST_SWEEP, periodic=cron("* * * * *"), retry_delays=())
+@job_actor(TRIGGER_BROADCAST_SWEEP, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
 def trigger_broadcast_sweep() -> str | None:
     """Dispatch the broadcast sweep once a minute, however many schedulers fire."""
     with transaction():
@@ -44,7 +50,7 @@ def trigger_broadcast_sweep() -> str | None:
         return sweep.sweep_later().id
 
 
-@job_actor(sweep.SWEEP_BROADCASTS)
+@job_actor(sweep.SWEEP_BROADCASTS, safe_to_repeat=True)
 def sweep_broadcasts() -> dict[str, int]:
     """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches."""
     return sweep.sweep(stale_after=timedelta(seconds=runtime.settings().broadcast_stale_claim))

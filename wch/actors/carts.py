@@ -1,4 +1,10 @@
-"""Cart jobs (queue ``carts``): the cleanup of expired carts, the abandoned-cart scan and its reminders."""
+"""Cart jobs (queue ``carts``): the cleanup of expired carts, the abandoned-cart scan and its reminders.
+
+All are safe to repeat after an interrupted attempt: the cleanup deletes
+what is still expired, the scan dispatches reminders unique per cart and
+change, and a reminder stamps its cart before it is sent, so a second run
+finds the stamp and sends nothing.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from wch.whatsapp import WhatsAppError, shared_client
 TRIGGER_REMINDER_SCAN = JobType("trigger_reminder_scan", queue="carts")
 
 
-@job_actor(CLEANUP_CARTS, time_limit=60 * 60 * 1000)
+@job_actor(CLEANUP_CARTS, time_limit=60 * 60 * 1000, safe_to_repeat=True)
 def cleanup_carts(trigger: str = "schedule") -> dict[str, Any]:
     """Delete carts that never converted and have been idle past ``WCH_CART_EXPIRY_HOURS``."""
     settings = runtime.settings()
@@ -26,7 +32,7 @@ def cleanup_carts(trigger: str = "schedule") -> dict[str, Any]:
     return run.to_dict()
 
 
-@job_actor(TRIGGER_REMINDER_SCAN, periodic=cron("* * * * *"), retry_delays=())
+@job_actor(TRIGGER_REMINDER_SCAN, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
 def trigger_reminder_scan() -> str | None:
     """Dispatch the reminder scan every ``WCH_REMINDER_SCAN_MINUTES``, however many schedulers fire."""
     minutes = runtime.settings().reminder_scan_minutes
@@ -37,14 +43,14 @@ def trigger_reminder_scan() -> str | None:
         return reminders.scan_later("schedule").id
 
 
-@job_actor(reminders.SCAN_ABANDONED_CARTS, time_limit=30 * 60 * 1000)
+@job_actor(reminders.SCAN_ABANDONED_CARTS, time_limit=30 * 60 * 1000, safe_to_repeat=True)
 def scan_abandoned_carts(trigger: str = "schedule") -> int:
     """Dispatch one reminder job per cart idle past the configured delay."""
     return reminders.scan()
 
 
 # Refusals other than "try later" fail at once, visibly, keeping the stamp: retrying would not help.
-@job_actor(reminders.SEND_CART_REMINDER, throws=(WhatsAppError,))
+@job_actor(reminders.SEND_CART_REMINDER, throws=(WhatsAppError,), safe_to_repeat=True)
 def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
     """Re-check the cart, stamp it reminded, and send the reminder (text in the 24 h window, else the template)."""
     return reminders.send_reminder(lambda: shared_client(runtime.settings()), cart_id, updated_at)

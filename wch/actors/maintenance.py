@@ -2,7 +2,8 @@
 
 Periodic actors are thin triggers: periodiq drops late periodic messages
 rather than retrying them, so the real work is dispatched as ordinary,
-retryable jobs.
+retryable jobs. All of them are safe to repeat: triggers claim their slot,
+and the upkeep and the lifeline only converge the ledger.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from periodiq import cron
 from wch import runtime
 from wch.carts.cleanup import cleanup_later
 from wch.db import transaction
-from wch.jobs import JobType, dispatch, job_actor, outbox, upkeep
-from wch.jobs.schedule import claim_slot, hour_slot
+from wch.jobs import JobType, dispatch, job_actor, lifeline, outbox, upkeep
+from wch.jobs.schedule import claim_slot, hour_slot, minute_slot
 from wch.store.deliveries import forget_old_deliveries
 
 TRIGGER_HOURLY_WORK = JobType("trigger_hourly_work", queue="maintenance")
 RELAY_OUTBOX = JobType("relay_outbox", queue="maintenance")
 FORGET_WEBHOOK_DELIVERIES = JobType("forget_webhook_deliveries", queue="maintenance")
+TRIGGER_RESCUE_JOBS = JobType("trigger_rescue_jobs", queue="maintenance")
 
 
-@job_actor(TRIGGER_HOURLY_WORK, periodic=cron("0 * * * *"), retry_delays=())
+@job_actor(TRIGGER_HOURLY_WORK, periodic=cron("0 * * * *"), retry_delays=(), safe_to_repeat=True)
 def trigger_hourly_work() -> list[str]:
     """Dispatch the hourly work once per hour, however many schedulers fire."""
     with transaction():
@@ -43,26 +45,43 @@ def _scheduled_at() -> datetime | None:
         return None  # sent by hand, or by the in-process scheduler
 
 
-@job_actor(RELAY_OUTBOX, periodic=cron("* * * * *"), retry_delays=())
+@job_actor(RELAY_OUTBOX, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
 def relay_outbox() -> int:
     """Publish jobs that could not be published when they were dispatched."""
     return outbox.relay()
 
 
-@job_actor(upkeep.EXPIRE_RESULTS)
+@job_actor(upkeep.EXPIRE_RESULTS, safe_to_repeat=True)
 def expire_results() -> int:
     """Clear results older than ``WCH_RESULT_TTL``."""
     with transaction():
         return upkeep.expire_results()
 
 
-@job_actor(upkeep.PURGE_LEDGER, time_limit=60 * 60 * 1000)
+@job_actor(upkeep.PURGE_LEDGER, time_limit=60 * 60 * 1000, safe_to_repeat=True)
 def purge_ledger() -> int:
     """Delete finished jobs older than ``WCH_LEDGER_RETENTION_DAYS`` and workers long gone."""
     return upkeep.purge_ledger(retention_days=runtime.settings().ledger_retention_days)
 
 
-@job_actor(FORGET_WEBHOOK_DELIVERIES, periodic=cron("30 * * * *"), retry_delays=())
+@job_actor(FORGET_WEBHOOK_DELIVERIES, periodic=cron("30 * * * *"), retry_delays=(), safe_to_repeat=True)
 def forget_webhook_deliveries() -> int:
     """Hourly: drop store delivery ids older than ``WCH_WEBHOOK_DEDUPE_DAYS`` (idempotent, so no trigger is needed)."""
     return forget_old_deliveries(days=runtime.settings().webhook_dedupe_days)
+
+
+@job_actor(TRIGGER_RESCUE_JOBS, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
+def trigger_rescue_jobs() -> str | None:
+    """Dispatch the lifeline once a minute, however many schedulers fire."""
+    with transaction():
+        if not claim_slot("rescue_jobs", minute_slot(_scheduled_at())):
+            return None
+        return dispatch(lifeline.RESCUE_JOBS, unique=True).id
+
+
+@job_actor(lifeline.RESCUE_JOBS, safe_to_repeat=True)
+def rescue_jobs() -> dict[str, int]:
+    """Publish again jobs whose message was lost, and end running jobs whose worker is gone."""
+    settings = runtime.settings()
+    return lifeline.rescue(rescue_after=settings.rescue_after, worker_lost_after=settings.worker_lost_after,
+                           max_broker_delay=settings.max_broker_delay).to_dict()

@@ -3,6 +3,11 @@
 Each job reads the latest snapshot when it runs, so however many webhooks
 arrived while it waited, it makes one call. Errors retrying cannot fix (the
 recipient, the template, the account, the configuration) fail at once.
+
+All are safe to repeat after an interrupted attempt: a catalog push sends
+the product's current state again (Meta's ``items_batch`` is an upsert), and
+an order message is claimed in ``order_notifications`` before it is sent, so
+a second run finds it claimed and sends nothing.
 """
 
 from __future__ import annotations
@@ -34,31 +39,31 @@ def _check_later(result: dict[str, Any]) -> dict[str, Any]:
         return catalog.check_later(result, delay=runtime.settings().catalog_check_delay)
 
 
-@job_actor(catalog.SYNC_PRODUCT, throws=CANNOT_RETRY)
+@job_actor(catalog.SYNC_PRODUCT, throws=CANNOT_RETRY, safe_to_repeat=True)
 def sync_product(store_id: int, force: bool = False) -> dict[str, Any]:
     """Push a product's current snapshot to the WhatsApp catalog (create, update, or delete)."""
     return _check_later(catalog.push_product(_client(), store_id, force=force))
 
 
-@job_actor(catalog.SYNC_INVENTORY, throws=CANNOT_RETRY)
+@job_actor(catalog.SYNC_INVENTORY, throws=CANNOT_RETRY, safe_to_repeat=True)
 def sync_inventory(store_id: int) -> dict[str, Any]:
     """Push only a product's availability and quantity."""
     return _check_later(catalog.push_inventory(_client(), store_id))
 
 
-@job_actor(catalog.CHECK_CATALOG_BATCH, throws=CANNOT_RETRY + (catalog.CatalogItemsRejected,))
+@job_actor(catalog.CHECK_CATALOG_BATCH, throws=CANNOT_RETRY + (catalog.CatalogItemsRejected,), safe_to_repeat=True)
 def check_catalog_batch(handle: str) -> dict[str, Any]:
     """Fail (visibly, in the ledger) if Meta rejected items of a batch; retried while Meta is still processing it."""
     return catalog.check_batch(_client(), handle)
 
 
-@job_actor(orders.NOTIFY_ORDER, throws=CANNOT_RETRY)
+@job_actor(orders.NOTIFY_ORDER, throws=CANNOT_RETRY, safe_to_repeat=True)
 def notify_order(store_id: int) -> dict[str, Any]:
     """Message the customer about the order's current status, at most once per (order, status)."""
     return orders.notify(_client, runtime.settings(), store_id)
 
 
-@job_actor(catalog.SYNC_ALL_PRODUCTS, throws=CANNOT_RETRY, time_limit=10 * 60 * 1000)
+@job_actor(catalog.SYNC_ALL_PRODUCTS, throws=CANNOT_RETRY, time_limit=10 * 60 * 1000, safe_to_repeat=True)
 def sync_all_products(after: int = 0) -> dict[str, Any]:
     """Push every product, one ``items_batch`` call of at most ``WCH_CATALOG_BATCH_SIZE`` items per job.
 

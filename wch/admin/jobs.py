@@ -17,9 +17,9 @@ from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.admin.paging import newest_first
 from wch.db import db, transaction, utcnow
-from wch.jobs import DispatchError, cancel, retry
+from wch.jobs import DispatchError, cancel, end_stuck, retry, retry_many
 from wch.jobs.dispatcher import job_types
-from wch.models import Job, JobStatus
+from wch.models import Job, JobStatus, WorkerProcess
 from wch.redact import redact_text, redact_value
 
 # An error-text search reads at most this many failed jobs (newest first) of
@@ -148,12 +148,18 @@ class JobsView(StaffOnly, BaseView):
                 {"attempt": a, "error": redact_text(a.error), "traceback": redact_text(a.traceback)}
                 for a in job.attempt_log
             ],
+            worker_gone=job.status == JobStatus.RUNNING.value and _worker_gone(job.worker),
             now=utcnow(),
         )
 
     @expose("/<job_id>/retry", methods=["POST"])
     def retry(self, job_id: str):
         self._act(retry, [job_id], done="retrying")
+        return redirect(url_for(".details", job_id=job_id))
+
+    @expose("/<job_id>/fail", methods=["POST"])
+    def fail(self, job_id: str):
+        self._act(end_stuck, [job_id], done="failed")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/<job_id>/cancel", methods=["POST"])
@@ -183,8 +189,14 @@ class JobsView(StaffOnly, BaseView):
         filters = JobFilter.from_args(source)
         now = utcnow()
         if request.method == "POST" and request.form.get("confirm") == "yes":
-            ids = list(db.session.scalars(failed_matching(filters, limit=cap, now=now)))
-            self._act(retry, ids, done="retrying")
+            with transaction():
+                ids = list(db.session.scalars(failed_matching(filters, limit=cap, now=now)))
+                retried = retry_many(ids)
+            if retried:
+                flash(f"{len(retried)} job(s) retrying.", "success")
+            if len(retried) < len(ids):
+                flash(f"{len(ids) - len(retried)} job(s) left as they were (retried meanwhile, or a job with "
+                      "the same dedupe key is pending).", "warning")
             return redirect(url_for(".index", **filters.as_args()))
         matching = db.session.scalar(
             select(func.count()).select_from(failed_matching(filters, limit=cap + 1, now=now).subquery())
@@ -207,6 +219,12 @@ class JobsView(StaffOnly, BaseView):
             flash(message, "warning")
         if len(refused) > 5:
             flash(f"… and {len(refused) - 5} more job(s) refused.", "warning")
+
+
+def _worker_gone(worker: str | None) -> bool:
+    """Whether the worker has been silent longer than ``WCH_WORKER_LOST_AFTER`` (or never announced itself)."""
+    beat = db.session.scalar(select(WorkerProcess.heartbeat_at).where(WorkerProcess.id == worker))
+    return beat is None or beat < utcnow() - timedelta(seconds=runtime.settings().worker_lost_after)
 
 
 def _pretty(value: Any) -> str:

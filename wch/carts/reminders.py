@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from wch.carts.reminder_settings import PLACEHOLDERS, get_settings
 from wch.db import db, read_only, transaction, utcnow
-from wch.jobs import JobType, dispatch
+from wch.jobs import JobType, dispatch, dispatch_many
 from wch.messaging import contacts
 from wch.models import Cart, CartStatus, Contact, Job
 from wch.whatsapp import RetryLater, WhatsAppClient
@@ -38,6 +38,10 @@ def _eligible(cutoff: datetime):
         Cart.total > 0,
         Cart.customer_phone.not_in(opted_out),
     )
+
+
+def _reminder_key(args: dict[str, Any]) -> str:
+    return f"{args['cart_id']}:{args['updated_at']}"
 
 
 def scan_later(trigger: str) -> Job:
@@ -66,12 +70,11 @@ def scan(*, now: datetime | None = None) -> int:
                 .order_by(Cart.id)
                 .limit(SCAN_CHUNK)
             ).all()
-            for cart_id, updated_at, items in rows:
-                if items:
-                    stamp = updated_at.isoformat()
-                    dispatch(SEND_CART_REMINDER, {"cart_id": cart_id, "updated_at": stamp},
-                             unique=f"{cart_id}:{stamp}")
-                    dispatched += 1
+            reminders = [{"cart_id": cart_id, "updated_at": updated_at.isoformat()}
+                         for cart_id, updated_at, items in rows if items]
+            # One statement for the chunk; a cart whose reminder is still pending keeps that one.
+            dispatch_many(SEND_CART_REMINDER, reminders, unique=_reminder_key)
+            dispatched += len(reminders)
         if not rows:
             return dispatched
         after_id = rows[-1][0]

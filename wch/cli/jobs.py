@@ -1,4 +1,4 @@
-"""``wch jobs``: inspect, retry, cancel and dispatch jobs."""
+"""``wch jobs``: inspect, retry, cancel, end and dispatch jobs; relay the outbox; run the lifeline."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from wch import runtime
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import db, read_only, transaction
-from wch.jobs import dispatcher, outbox
+from wch.jobs import dispatcher, lifeline, outbox
 from wch.jobs.queries import pending_counts
 from wch.models import Job
 from wch.redact import redact_value
@@ -92,7 +93,7 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
         raise click.UsageError("give job ids or --all-failed")
     with refusals(dispatcher.DispatchError), transaction():
         retried = (dispatcher.retry_failed(type_, limit=limit) if all_failed
-                   else [dispatcher.retry(i) for i in job_ids])
+                   else [dispatcher.retry(i).id for i in job_ids])
     click.echo(f"retrying {len(retried)} job(s)")
 
 
@@ -101,10 +102,17 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
 @with_appcontext
 def cancel(job_ids: tuple[str, ...]) -> None:
     """Cancel queued or retrying jobs."""
-    with refusals(dispatcher.DispatchError), transaction():
-        for job_id in job_ids:
-            dispatcher.cancel(job_id)
+    _each(dispatcher.cancel, job_ids)
     click.echo(f"canceled {len(job_ids)} job(s)")
+
+
+@jobs.command("fail")
+@click.argument("job_ids", nargs=-1, required=True)
+@with_appcontext
+def fail_stuck(job_ids: tuple[str, ...]) -> None:
+    """Fail running jobs whose worker is gone (silent past WCH_WORKER_LOST_AFTER), so they can be retried."""
+    _each(dispatcher.end_stuck, job_ids)
+    click.echo(f"failed {len(job_ids)} job(s)")
 
 
 @jobs.command("dispatch")
@@ -129,6 +137,28 @@ def dispatch_job(type_: str, args: str, delay: float | None, unique: bool) -> No
 def relay() -> None:
     """Publish jobs that could not reach RabbitMQ when they were dispatched."""
     click.echo(f"published {outbox.relay()} job(s)")
+
+
+@jobs.command()
+@json_option
+@with_appcontext
+def rescue(as_json: bool) -> None:
+    """Run the lifeline now: publish again jobs whose message was lost, end running jobs whose worker is gone."""
+    settings = runtime.settings()
+    rescued = lifeline.rescue(rescue_after=settings.rescue_after, worker_lost_after=settings.worker_lost_after,
+                              max_broker_delay=settings.max_broker_delay).to_dict()
+    if as_json:
+        echo_json(rescued)
+        return
+    click.echo(f"published again {rescued['republished']} job(s) never claimed; of the running jobs whose "
+               f"worker is gone, retried {rescued['retried']} and failed {rescued['failed']}")
+
+
+def _each(action, job_ids: tuple[str, ...]) -> None:
+    """Apply ``action`` to every job in one transaction: one refusal changes nothing."""
+    with refusals(dispatcher.DispatchError), transaction():
+        for job_id in job_ids:
+            action(job_id)
 
 
 def _get(job_id: str) -> Job:

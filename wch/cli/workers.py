@@ -20,16 +20,16 @@ def workers(as_json: bool) -> None:
     with read_only():
         rows = list(db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.host, WorkerProcess.pid)))
     now = utcnow()
-    heartbeat = runtime.settings().worker_heartbeat
+    lost_after = runtime.settings().worker_lost_after
     if as_json:
-        echo_json([w.to_dict() | {"alive": w.is_alive(now, heartbeat=heartbeat)} for w in rows])
+        echo_json([w.to_dict() | {"alive": w.is_alive(now, lost_after=lost_after)} for w in rows])
         return
     if not rows:
         click.echo("no worker has announced itself; start one with: dramatiq wch.actors")
         return
     table = [
         [w.host, w.pid, ",".join(w.queues), w.threads, f"{(now - w.heartbeat_at).total_seconds():.0f}s ago",
-         "alive" if w.is_alive(now, heartbeat=heartbeat) else "silent"]
+         "alive" if w.is_alive(now, lost_after=lost_after) else "silent"]
         for w in rows
     ]
     echo_table(["host", "pid", "queues", "threads", "heartbeat", "state"], table)

@@ -1,6 +1,7 @@
 """The job core: the jobs ledger, dispatch through the outbox, and the worker middleware that keeps it true.
 
-Domain code creates jobs with :func:`dispatch` and declares job types with
+Domain code creates jobs with :func:`dispatch` (or :func:`dispatch_many`, for
+bulk work) and declares job types with
 :class:`JobType`; everything else here is for the panel, the command line and
 the workers.
 """
@@ -11,10 +12,12 @@ from wch.jobs.dispatcher import (
     UnknownJobType,
     cancel,
     dispatch,
-    dispatch_spread,
+    dispatch_many,
+    end_stuck,
     find_pending,
     retry,
     retry_failed,
+    retry_many,
 )
 from wch.jobs.types import JobType, job_actor
 
@@ -25,9 +28,11 @@ __all__ = [
     "UnknownJobType",
     "cancel",
     "dispatch",
-    "dispatch_spread",
+    "dispatch_many",
+    "end_stuck",
     "find_pending",
     "job_actor",
     "retry",
     "retry_failed",
+    "retry_many",
 ]

@@ -22,6 +22,7 @@ from periodiq import PeriodiqMiddleware
 
 from wch.config import Settings
 from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, Ledger
+from wch.jobs.publisher import BackgroundPublisher, Publisher
 
 QUEUES = ("sync", "broadcast", "carts", "maintenance")
 
@@ -40,7 +41,8 @@ def build_broker(settings: Settings, *, app_factory: str) -> dramatiq.Broker:
     middleware = [
         app_context,
         Heartbeat(app_context=app_context, interval=settings.worker_heartbeat),
-        Ledger(result_ttl=settings.result_ttl),
+        Ledger(result_ttl=settings.result_ttl, worker_lost_after=settings.worker_lost_after,
+               max_broker_delay=settings.max_broker_delay),
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
@@ -65,8 +67,8 @@ def setup_broker(settings: Settings | None = None, *, app_factory: str) -> drama
     return _broker
 
 
-def build_publisher(settings: Settings) -> dramatiq.Broker | None:
-    """The broker the dispatcher publishes to, or ``None`` to leave jobs in the outbox.
+def build_publisher(settings: Settings) -> Publisher | None:
+    """The publisher dispatched jobs are handed to, or ``None`` to leave them in the outbox.
 
     A StubBroker lives in one process, so a job dispatched from another one
     (the CLI, say) waits in the outbox until the process that runs the
@@ -74,4 +76,4 @@ def build_publisher(settings: Settings) -> dramatiq.Broker | None:
     """
     if settings.broker_is_stub:
         return None
-    return RabbitmqBroker(url=settings.broker_url, confirm_delivery=True, middleware=[])
+    return BackgroundPublisher(settings.broker_url)

@@ -1,30 +1,40 @@
-"""The one way jobs are created, retried and canceled.
+"""The one way jobs are created, retried, canceled and ended.
 
 Webhooks, the admin panel, the command line and jobs themselves call these
 inside an app context. Dispatch writes the ledger row in the caller's
-transaction; the message is published by :mod:`wch.jobs.outbox` once that
-transaction commits. A refusal raises :class:`DispatchError` and writes nothing.
+transaction, already marked published, and :mod:`wch.jobs.outbox` hands the
+job to the publisher once that transaction commits. A refusal raises
+:class:`DispatchError` and writes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import dramatiq
 from dramatiq.errors import ActorNotFound
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from wch.db import db, utcnow
-from wch.jobs import outbox
-from wch.jobs.messages import args_digest
+from wch import runtime
+from wch.db import db, insert_unless_present, utcnow
+from wch.jobs import attempts, outbox
+from wch.jobs.messages import JobCopy, args_digest
+from wch.jobs.outbox import COPY_COLUMNS, JOBS
 from wch.jobs.types import JobType
-from wch.models import Job, JobStatus
-from wch.models.jobs import PENDING
+from wch.models import Job, JobStatus, WorkerProcess
+from wch.models.jobs import PENDING, PENDING_SQL
+
+_INSERT = insert(JOBS)
+# Executed with many rows, an INSERT with RETURNING is sent as multi-row INSERTs of up to 1,000 rows
+# (SQLAlchemy's "insertmanyvalues"), from a statement compiled once: far cheaper than compiling
+# INSERT ... VALUES of 1,000 rows each time.
+_INSERT_MANY = insert(JOBS).returning(JOBS.c.id)
 
 
 class DispatchError(ValueError):
@@ -51,75 +61,121 @@ def dispatch(
     ``delay`` (seconds or a timedelta) postpones it. ``unique=True`` returns
     the pending job with the same type and arguments instead of adding a
     second one; a string is used as the dedupe key instead of the arguments
-    (``unique="42"``: one pending job of this type for product 42). The
-    caller commits; the job is published after.
+    (``unique="42"``: one pending job of this type for product 42). While a
+    job with the key runs, a new one is added; it waits for the running one
+    to finish. The caller commits; the job is published after.
     """
     type = str(job_type)
-    actor = actor_of(type)
-    args = _validated_args(args)
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if seconds is not None and not seconds >= 0:
-        raise DispatchError(f"delay must be a number of seconds, 0 or more, got {delay}")
-    digest = args_digest(type, args)
-    dedupe_key = None
-    if unique:
-        dedupe_key = digest if unique is True else dedupe_key_of(type, unique)
-        existing = _pending_with_key(dedupe_key)
-        if existing is not None:
-            return existing
-
+    queue = actor_of(type).queue_name
     now = utcnow()
-    job = Job(
-        id=str(uuid.uuid4()),
-        type=type,
-        queue=actor.queue_name,
-        args=args,
-        status=JobStatus.QUEUED.value,
-        attempts=0,
-        enqueued_at=now,
-        eta=now + timedelta(seconds=seconds) if seconds else None,
-        digest=digest,
-        dedupe_key=dedupe_key,
-    )
-    if dedupe_key is None:
-        db.session.add(job)
-        db.session.flush()
+    row = _row(type, queue, _validated_args(args), now=now, eta=_eta(delay, now))
+    if unique:
+        row["dedupe_key"] = row["digest"] if unique is True else dedupe_key_of(type, unique)
+        existing = _insert_unless_pending([row], now=now)
+        if existing:
+            return existing[0]
     else:
-        try:
-            with db.session.begin_nested():
-                db.session.add(job)
-        except IntegrityError:
-            # Another transaction dispatched the same unique job first.
-            existing = _pending_with_key(dedupe_key)
-            if existing is None:
-                raise
-            return existing
-    outbox.publish_after_commit(job)
-    return job
+        # On the session's connection, in the caller's transaction, without the ORM's bookkeeping.
+        db.session.connection().execute(_INSERT, row)
+    if row["published_at"] is not None:
+        outbox.publish_after_commit([_copy(row)])
+    return Job(**row)
 
 
-def dispatch_spread(
+def dispatch_many(
     job_type: JobType | str,
     items: Iterable[dict[str, Any]],
     *,
-    batch_size: int = 50,
-    interval: float = 1.0,
-) -> list[Job]:
-    """Dispatch one job per item, ``batch_size`` at a time, each batch ``interval`` seconds after the last.
+    delay: float | timedelta | None = None,
+    unique: Callable[[dict[str, Any]], str] | None = None,
+) -> list[str]:
+    """Create one job per item of ``items`` (each the job's arguments), in as few statements as possible.
 
-    Spreading the jobs out keeps a burst of work under a rate limit without
-    holding anything in the worker.
+    For bulk work: the rows are written in multi-row INSERTs (1,000 rows
+    each) in the caller's transaction and published together after commit. ``unique`` gives each
+    item's dedupe key (as ``dispatch(..., unique=key)``); an item whose key is
+    pending already is dropped. Returns the ids of the jobs created.
     """
-    if batch_size < 1:
-        raise DispatchError("batch_size must be at least 1")
-    if interval < 0:
-        raise DispatchError("interval cannot be negative")
-    actor_of(str(job_type))
-    jobs = []
-    for index, args in enumerate(items):
-        delay = (index // batch_size) * interval
-        jobs.append(dispatch(job_type, args, delay=delay or None))
-    return jobs
+    type = str(job_type)
+    queue = actor_of(type).queue_name
+    now = utcnow()
+    eta = _eta(delay, now)
+    rows = [_row(type, queue, _validated_args(args), now=now, eta=eta) for args in items]
+    if unique is not None:
+        for row in rows:
+            row["dedupe_key"] = dedupe_key_of(type, unique(row["args"]))
+    if not rows:
+        return []
+    connection = db.session.connection()
+    if unique is None:
+        connection.execute(_INSERT_MANY, rows).all()
+        created = rows
+    else:
+        inserted = set(connection.scalars(_insert_one_ignoring_pending(connection.dialect.name), rows))
+        created = [row for row in rows if row["id"] in inserted]
+    outbox.publish_after_commit(_copy(row) for row in created if row["published_at"] is not None)
+    return [row["id"] for row in created]
+
+
+def _row(type: str, queue: str, args: dict[str, Any], *, now: datetime, eta: datetime | None) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()), "type": type, "queue": queue, "args": args,
+        "status": JobStatus.QUEUED.value, "attempts": 0, "enqueued_at": now, "eta": eta,
+        "digest": args_digest(type, args), "dedupe_key": None,
+        # Marked now, in the caller's transaction: no second write once it is published.
+        "published_at": now if outbox.publishes_now(eta, now) else None,
+    }
+
+
+def _copy(row: dict[str, Any]) -> JobCopy:
+    return JobCopy(row["id"], row["type"], row["queue"], row["args"], row["eta"], row["enqueued_at"])
+
+
+def _eta(delay: float | timedelta | None, now: datetime) -> datetime | None:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if seconds is not None and not seconds >= 0:
+        raise DispatchError(f"delay must be a number of seconds, 0 or more, got {delay}")
+    return now + timedelta(seconds=seconds) if seconds else None
+
+
+def _insert_unless_pending(rows: list[dict[str, Any]], *, now: datetime) -> list[Job]:
+    """Insert the row unless a job with its dedupe key is pending; return that job instead (locked until commit)."""
+    [row] = rows
+    key = row["dedupe_key"]
+    connection = db.session.connection()
+    statement = _insert_one_ignoring_pending(connection.dialect.name)
+    for _ in range(3):
+        if connection.execute(statement, row).first() is not None:
+            return []
+        existing = _pending_with_key(key)
+        if existing is not None:
+            _republish_if_lost(existing, now)
+            return [existing]
+        # It was claimed between the two statements: the key is free for a pending job again.
+    raise DispatchError(f"could not dispatch a job with dedupe key {key}: it keeps changing hands")
+
+
+@cache
+def _insert_one_ignoring_pending(dialect: str):
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` against the pending-dedupe-key index: no savepoint needed."""
+    return insert_unless_present(JOBS, dialect=dialect, index_elements=[JOBS.c.dedupe_key],
+                                 index_where=PENDING_SQL).returning(JOBS.c.id)
+
+
+def _republish_if_lost(job: Job, now: datetime) -> None:
+    """Publish a pending job again if it was published long ago and never claimed: its message may be lost.
+
+    So a unique dispatch never keeps returning a job that will not run; the
+    lifeline does the same for every job, once a minute.
+    """
+    rescue_after = timedelta(seconds=runtime.settings().rescue_after)
+    if job.published_at is None or job.published_at > now - rescue_after:
+        return
+    if (job.eta is not None and job.eta > now - rescue_after) or not outbox.publishes_now(job.eta, now):
+        return
+    job.published_at = now
+    connection = db.session.connection()
+    outbox.publish_after_commit(outbox.copies_of(connection, [job]))
 
 
 def cancel(job_id: str) -> Job:
@@ -145,28 +201,51 @@ def retry(job_id: str) -> Job:
     A refusal changes nothing and leaves the caller's transaction as it was.
     """
     job = get_job(job_id)
-    try:
-        with db.session.begin_nested():
-            result = db.session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_((JobStatus.FAILED.value, JobStatus.CANCELED.value)))
-                .values(status=JobStatus.QUEUED.value, eta=None, finished_at=None, published_at=None,
-                        result=None, result_expires_at=None)
-            )
-    except IntegrityError:
-        pending = _pending_with_key(job.dedupe_key)
-        raise DispatchError(
-            f"job {job_id} cannot be retried: job {pending.id if pending else '?'} with the same dedupe key is pending"
-        ) from None
-    db.session.refresh(job)
-    if result.rowcount != 1:
+    if retry_many([job_id]) != [job_id]:
+        db.session.refresh(job)
+        if job.status in (JobStatus.FAILED.value, JobStatus.CANCELED.value):
+            pending = _pending_with_key(job.dedupe_key)
+            raise DispatchError(f"job {job_id} cannot be retried: job {pending.id if pending else '?'} "
+                                "with the same dedupe key is pending")
         raise DispatchError(f"job {job_id} is {job.status}; only failed or canceled jobs can be retried")
-    outbox.publish_after_commit(job)
+    db.session.refresh(job)
     return job
 
 
-def retry_failed(job_type: JobType | str | None = None, *, limit: int = 1000) -> list[Job]:
-    """Retry up to ``limit`` failed jobs, newest first, optionally of one type.
+def retry_many(job_ids: Iterable[str]) -> list[str]:
+    """Run these failed (or canceled) jobs again; return the ids of those that will.
+
+    Jobs without a dedupe key are requeued in one statement. A job with one
+    is left as it is when another job with its key is pending (only one may
+    be), as is any job that is not failed or canceled.
+    """
+    ids = list(dict.fromkeys(job_ids))
+    now = utcnow()
+    values = dict(status=JobStatus.QUEUED.value, eta=None, finished_at=None, result=None, result_expires_at=None,
+                  published_at=now if outbox.publishes_now(None, now) else None)
+    retryable = JOBS.c.status.in_((JobStatus.FAILED.value, JobStatus.CANCELED.value))
+    rows = db.session.execute(
+        update(JOBS).where(JOBS.c.id.in_(ids), retryable, JOBS.c.dedupe_key.is_(None))
+        .values(**values).returning(*COPY_COLUMNS)
+    ).all() if ids else []
+    keyed = db.session.scalars(select(JOBS.c.id).where(JOBS.c.id.in_(ids), retryable,
+                                                       JOBS.c.dedupe_key.is_not(None))).all() if ids else []
+    for job_id in keyed:
+        try:
+            with db.session.begin_nested():
+                rows += db.session.execute(
+                    update(JOBS).where(JOBS.c.id == job_id, retryable).values(**values).returning(*COPY_COLUMNS)
+                ).all()
+        except IntegrityError:
+            continue  # a job with the same dedupe key is pending
+    if values["published_at"] is not None:
+        outbox.publish_after_commit(outbox.copies_of(db.session.connection(), rows))
+    retried = {row.id for row in rows}
+    return [job_id for job_id in ids if job_id in retried]
+
+
+def retry_failed(job_type: JobType | str | None = None, *, limit: int = 1000) -> list[str]:
+    """Retry up to ``limit`` failed jobs, newest first, optionally of one type; return the ids retried.
 
     Jobs that cannot be retried any more (retried meanwhile by someone else, or
     a unique job whose successor is pending) are left as they are.
@@ -174,13 +253,33 @@ def retry_failed(job_type: JobType | str | None = None, *, limit: int = 1000) ->
     query = select(Job.id).where(Job.status == JobStatus.FAILED.value)
     if job_type is not None:
         query = query.where(Job.type == str(job_type))
-    retried = []
-    for job_id in db.session.scalars(query.order_by(Job.finished_at.desc()).limit(limit)).all():
-        try:
-            retried.append(retry(job_id))
-        except DispatchError:
-            continue
-    return retried
+    return retry_many(db.session.scalars(query.order_by(Job.finished_at.desc()).limit(limit)).all())
+
+
+def end_stuck(job_id: str) -> Job:
+    """Fail a running job whose worker is gone (silent longer than ``WCH_WORKER_LOST_AFTER``), so it can be retried.
+
+    A running job whose worker is alive is refused: it may still finish.
+    The lifeline ends such jobs by itself within a minute or two; this is for
+    staff who will not wait.
+    """
+    job = get_job(job_id)
+    now = utcnow()
+    if job.status != JobStatus.RUNNING.value:
+        raise DispatchError(f"job {job_id} is {job.status}; only running jobs whose worker is gone can be ended")
+    lost_after = timedelta(seconds=runtime.settings().worker_lost_after)
+    beat = db.session.scalar(select(WorkerProcess.heartbeat_at).where(WorkerProcess.id == job.worker))
+    if beat is not None and beat > now - lost_after:
+        raise DispatchError(f"job {job_id} is running on {job.worker}, which is alive; it can only be ended "
+                            "once that worker is gone")
+    attempt = attempts.running_attempt(job)
+    connection = db.session.connection()
+    attempts.finish(connection, attempt, status=JobStatus.FAILED.value, outcome="interrupted", now=now,
+                    error=f"interrupted; ended by staff because its worker {job.worker} is gone")
+    outbox.publish_after_commit(attempts.wake_successor(
+        connection, job.dedupe_key, now=now, max_delay=runtime.settings().max_broker_delay))
+    db.session.refresh(job)
+    return job
 
 
 def find_pending(job_type: JobType | str, unique: str) -> Job | None:
@@ -229,3 +328,4 @@ def _pending_with_key(dedupe_key: str | None) -> Job | None:
     # commits, so it reads the change the caller folded into it, not the one before.
     query = select(Job).where(Job.dedupe_key == dedupe_key, Job.status.in_(PENDING)).limit(1).with_for_update()
     return db.session.scalars(query).first()
+

@@ -127,11 +127,11 @@ def oldest_pending(*, now: datetime) -> dict[str, float]:
     return ages
 
 
-def workers_seen(*, now: datetime, heartbeat: float, limit: int = 100) -> list[dict[str, Any]]:
+def workers_seen(*, now: datetime, lost_after: float, limit: int = 100) -> list[dict[str, Any]]:
     """Worker processes that have announced themselves, latest heartbeat first, each with whether it is alive."""
     rows = db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.heartbeat_at.desc()).limit(limit))
     return [
         {**worker.to_dict(), "seconds_ago": (now - worker.heartbeat_at).total_seconds(),
-         "alive": worker.is_alive(now, heartbeat=heartbeat)}
+         "alive": worker.is_alive(now, lost_after=lost_after)}
         for worker in rows
     ]

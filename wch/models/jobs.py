@@ -23,7 +23,9 @@ class JobStatus(enum.StrEnum):
 
 PENDING = (JobStatus.QUEUED.value, JobStatus.RETRYING.value)
 FINISHED = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
-_PENDING_SQL = text("status IN ('queued', 'retrying')")
+# The partial indexes' predicates, as text: an INSERT ... ON CONFLICT names its index by repeating it.
+PENDING_SQL = text("status IN ('queued', 'retrying')")
+_RUNNING_SQL = text("status = 'running'")
 _UNPUBLISHED_SQL = text("published_at IS NULL")
 _EXPIRING_SQL = text("result_expires_at IS NOT NULL")
 
@@ -71,8 +73,16 @@ class Job(db.Model):
             "uq_jobs_pending_dedupe_key",
             "dedupe_key",
             unique=True,
-            sqlite_where=_PENDING_SQL,
-            postgresql_where=_PENDING_SQL,
+            sqlite_where=PENDING_SQL,
+            postgresql_where=PENDING_SQL,
+        ),
+        # A running job holds its key too: a second job with it waits, pending, until the first has finished.
+        Index(
+            "uq_jobs_running_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=_RUNNING_SQL,
+            postgresql_where=_RUNNING_SQL,
         ),
         Index("ix_jobs_unpublished", "enqueued_at", sqlite_where=_UNPUBLISHED_SQL, postgresql_where=_UNPUBLISHED_SQL),
         Index("ix_jobs_result_expiry", "result_expires_at", sqlite_where=_EXPIRING_SQL, postgresql_where=_EXPIRING_SQL),

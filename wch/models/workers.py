@@ -24,9 +24,9 @@ class WorkerProcess(db.Model):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
-    def is_alive(self, now: datetime, *, heartbeat: float) -> bool:
-        """Seen within the last minute, or the last three heartbeats when they are slower than that."""
-        return now - self.heartbeat_at < max(timedelta(minutes=1), timedelta(seconds=3 * heartbeat))
+    def is_alive(self, now: datetime, *, lost_after: float) -> bool:
+        """Heard from within ``lost_after`` seconds (``WCH_WORKER_LOST_AFTER``); later, the lifeline ends its jobs."""
+        return now - self.heartbeat_at < timedelta(seconds=lost_after)
 
     def to_dict(self) -> dict[str, Any]:
         return self.values("id", "host", "pid", "queues", "threads", "started_at", "heartbeat_at")

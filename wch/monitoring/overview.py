@@ -30,7 +30,7 @@ def overview(settings: Settings, *, with_broker: bool = True) -> dict[str, Any]:
             "finished_24h": finished_24h,
             "hourly": hourly,
             "oldest_pending": oldest_pending(now=now),
-            "workers": workers_seen(now=now, heartbeat=settings.worker_heartbeat),
+            "workers": workers_seen(now=now, lost_after=settings.worker_lost_after),
             "carts": cart_overview(expiry_hours=settings.cart_expiry_hours, now=now),
             "campaigns": campaigns_in_progress(),
         }

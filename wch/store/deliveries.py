@@ -16,13 +16,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from wch.config import Settings
-from wch.db import db, transaction, utcnow
+from wch.db import db, insert_unless_present, transaction, utcnow
 from wch.models import WebhookDelivery
 from wch.store import catalog, orders
 from wch.store.woocommerce import PRODUCT_DELETED, PRODUCT_TOPICS
 
 SOURCE = "woocommerce"
 FORGET_BATCH = 5000
+DELIVERIES = WebhookDelivery.__table__
 
 
 @dataclass(frozen=True)
@@ -43,25 +44,28 @@ def record_delivery(topic: str, store_id: int, snapshot: Any, delivery_id: str |
     for attempt in range(2):
         try:
             with transaction():
-                if delivery_id and _seen(delivery_id):
+                if delivery_id and not _remember(delivery_id, topic, store_id):
                     return Recorded("duplicate")
-                return Recorded("recorded", _record(topic, store_id, snapshot, delivery_id, settings))
+                return Recorded("recorded", _record(topic, store_id, snapshot, settings))
         except IntegrityError:
             if attempt:
                 raise
     raise AssertionError("unreachable")
 
 
-def _seen(delivery_id: str) -> bool:
-    query = select(WebhookDelivery.id).where(WebhookDelivery.source == SOURCE,
-                                             WebhookDelivery.delivery_id == delivery_id)
-    return db.session.execute(query).first() is not None
+def _remember(delivery_id: str, topic: str, store_id: int) -> bool:
+    """Remember the delivery id; False if it was remembered already (one statement either way).
+
+    A concurrent delivery with the same id waits for this transaction, then finds it.
+    """
+    connection = db.session.connection()
+    statement = insert_unless_present(DELIVERIES, dialect=connection.dialect.name,
+                                      index_elements=[DELIVERIES.c.source, DELIVERIES.c.delivery_id])
+    row = dict(source=SOURCE, delivery_id=delivery_id, topic=topic, resource_id=store_id, received_at=utcnow())
+    return connection.execute(statement.returning(DELIVERIES.c.id), row).first() is not None
 
 
-def _record(topic: str, store_id: int, snapshot: Any, delivery_id: str | None, settings: Settings) -> str | None:
-    if delivery_id:
-        db.session.add(WebhookDelivery(source=SOURCE, delivery_id=delivery_id, topic=topic,
-                                       resource_id=store_id, received_at=utcnow()))
+def _record(topic: str, store_id: int, snapshot: Any, settings: Settings) -> str | None:
     if topic == PRODUCT_DELETED:
         product = catalog.record_product_deleted(store_id)
         db.session.flush()

@@ -19,7 +19,8 @@ class AppContext(Middleware):
 
     Parameters:
       app_factory: the import path of the function that builds the app
-        (``"wch:create_app"``), called once per worker process, after the fork.
+        (``"wch:create_app"``), called once per worker process, after the fork,
+        with the worker's thread count (``threads=``).
         A path rather than the function: the app factory imports the actors,
         which are declared on the broker this middleware belongs to.
 
@@ -35,7 +36,8 @@ class AppContext(Middleware):
     def before_worker_boot(self, broker, worker) -> None:
         # Before the consumers start, so no message arrives ahead of the app.
         if self.app is None:
-            self.app = import_string(self.app_factory)()
+            # The pool is sized for the worker's threads.
+            self.app = import_string(self.app_factory)(threads=worker.worker_threads)
 
     def before_process_message(self, broker, message) -> None:
         if self.app is None:

@@ -8,8 +8,9 @@ import threading
 
 from dramatiq import Middleware
 from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
 
-from wch.db import db, transaction, utcnow
+from wch.db import db, driver_message, transaction, utcnow
 from wch.jobs.middleware.app_context import AppContext
 from wch.jobs.middleware.ledger import worker_id
 from wch.models import WorkerProcess
@@ -46,7 +47,9 @@ class Heartbeat(Middleware):
         self._thread = threading.Thread(target=self._beat, name="wch-heartbeat", daemon=True)
         self._thread.start()
 
-    def before_worker_shutdown(self, broker, worker) -> None:
+    def after_worker_shutdown(self, broker, worker) -> None:
+        # After the jobs in hand have finished: until then the worker is alive,
+        # and the lifeline must not take its jobs for interrupted.
         self._stop.set()
         if self._id is None:
             return
@@ -58,5 +61,8 @@ class Heartbeat(Middleware):
             try:
                 with self.app_context.app.app_context(), transaction():
                     db.session.query(WorkerProcess).filter_by(id=self._id).update({"heartbeat_at": utcnow()})
+            except SQLAlchemyError as error:
+                # Every beat of an outage would log a traceback; the driver's message says it all.
+                logger.warning("Could not record the worker heartbeat (%s).", driver_message(error))
             except Exception:
                 logger.warning("Could not record the worker heartbeat.", exc_info=True)

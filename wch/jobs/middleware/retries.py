@@ -7,6 +7,7 @@ from dramatiq.errors import BrokerConnectionError, Retry
 from dramatiq.middleware import Retries
 
 from wch.jobs.messages import RETRY_AT, RETRY_UNPUBLISHED
+from wch.jobs.middleware.ledger import LedgerUnavailable
 
 
 class FixedRetries(Retries):
@@ -22,7 +23,9 @@ class FixedRetries(Retries):
         ``consumer_timeout`` closes channels that hold one too long); a later
         retry is left to the outbox relay, which publishes it nearer the time.
 
-    Exceptions listed in an actor's ``throws`` option fail at once. The time of
+    Exceptions listed in an actor's ``throws`` option fail at once. A job the
+    ledger could not claim (:class:`LedgerUnavailable`) did not run: the
+    ledger sends it back itself, and no retry is spent. The time of
     the next attempt is left in ``message.options`` for the ledger. When the
     retry is not published (too far off, or RabbitMQ went away) the message is
     flagged so the ledger leaves the job in the outbox for the relay.
@@ -38,7 +41,7 @@ class FixedRetries(Retries):
         return super().actor_options | {"retry_delays"}
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
-        if exception is None:
+        if exception is None or isinstance(exception, LedgerUnavailable):
             return
         message.options.pop(RETRY_AT, None)
         message.options.pop(RETRY_UNPUBLISHED, None)
@@ -70,7 +73,9 @@ class FixedRetries(Retries):
             return
         try:
             broker.enqueue(message, delay=delay)
-        except BrokerConnectionError:
+        except (BrokerConnectionError, ValueError):
+            # pika raises ValueError, not a connection error, when the socket is
+            # reset during its handshake (a proxy or load balancer with RabbitMQ gone).
             self.logger.warning("Could not publish the retry of job %s; the outbox relay will.", message.message_id)
             message.options[RETRY_UNPUBLISHED] = True
         else:
