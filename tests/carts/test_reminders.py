@@ -20,6 +20,7 @@ from wch.messaging import contacts
 from wch.models import Cart, Contact, Job
 
 ITEMS = [{"name": "Red shirt", "quantity": 2}, {"name": "Mug", "quantity": 1}]
+EXPIRY_HOURS = 72  # WCH_CART_EXPIRY_HOURS's default
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def enabled(app):
             "enabled": True, "delay_hours": 24, "template_name": "cart_reminder", "template_language": "en_US",
             "message": "Hi {name}, your {items} ({total}) wait for you: {cart_link}",
             "cart_url": "https://shop.example.com/cart/?restore={cart_id}",
-        })
+        }, cart_expiry_hours=EXPIRY_HOURS)
 
 
 def cart(n: int, *, idle_hours: float, items=ITEMS, name="Ann", inbound_hours: float | None = None,
@@ -51,11 +52,11 @@ def cart(n: int, *, idle_hours: float, items=ITEMS, name="Ann", inbound_hours: f
 def test_idle_cart_gets_one_template_reminder_outside_the_window(app, broker, stub_worker, fake_graph, enabled):
     row = cart(1, idle_hours=30)
     stub_worker.pause()
-    assert reminders.scan() == 1
-    assert reminders.scan() == 1  # the job is still pending: the same one, not a second
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1  # the job is still pending: the same one, not a second
     stub_worker.resume()
     run_jobs(broker, stub_worker)
-    assert reminders.scan() == 0
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
     run_jobs(broker, stub_worker)
 
     [message] = fake_graph.messages()
@@ -70,7 +71,7 @@ def test_idle_cart_gets_one_template_reminder_outside_the_window(app, broker, st
 
 def test_inside_the_window_the_reminder_is_text(app, broker, stub_worker, fake_graph, enabled):
     cart(2, idle_hours=25, inbound_hours=20)
-    reminders.scan()
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     run_jobs(broker, stub_worker)
     [message] = fake_graph.messages()
     assert message.json["type"] == "text"
@@ -81,14 +82,14 @@ def test_no_reminder_before_the_delay_nor_to_opted_out_or_empty_carts(app, broke
     cart(3, idle_hours=23)
     cart(4, idle_hours=48, opted_out=True)
     cart(5, idle_hours=48, items=[])
-    assert reminders.scan() == 0
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
     run_jobs(broker, stub_worker)
     assert fake_graph.messages() == []
 
 
 def test_a_replayed_reminder_job_sends_nothing(app, broker, stub_worker, fake_graph, enabled):
     row = cart(6, idle_hours=30)
-    reminders.scan()
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     run_jobs(broker, stub_worker)
     job = db.session.scalars(select(Job).where(Job.type == "send_cart_reminder")).one()
     dispatch("send_cart_reminder", job.args)  # a second copy, as a replay would be
@@ -102,7 +103,7 @@ def test_a_replayed_reminder_job_sends_nothing(app, broker, stub_worker, fake_gr
 def test_a_customer_who_opted_out_after_the_scan_gets_nothing(app, broker, stub_worker, fake_graph, enabled):
     cart(7, idle_hours=30)
     stub_worker.pause()
-    reminders.scan()
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     contacts.opt_out(phone(7))
     db.session.commit()
     stub_worker.resume()
@@ -113,7 +114,7 @@ def test_a_customer_who_opted_out_after_the_scan_gets_nothing(app, broker, stub_
 def test_a_refused_send_is_retried_and_then_sent_once(app, broker, stub_worker, fake_graph, enabled):
     cart(8, idle_hours=30)
     fake_graph.fail(status=503, times=1)
-    reminders.scan()
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     run_jobs(broker, stub_worker)
     assert [m.status for m in fake_graph.messages()] == [503, 200]
 
@@ -129,7 +130,7 @@ def test_a_reminder_without_an_access_token_fails_and_is_sent_once_the_token_is_
     row = cart(13, idle_hours=30)
     # Run first by a worker whose app has no access token yet.
     with stub_worker_for(app_factory(sqlite_url, WHATSAPP_ACCESS_TOKEN=""), broker) as worker:
-        reminders.scan()
+        reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
         run_jobs(broker, worker)
     job = reminder_job()
     assert job.status == "failed" and "WHATSAPP_ACCESS_TOKEN" in job.last_error
@@ -137,7 +138,7 @@ def test_a_reminder_without_an_access_token_fails_and_is_sent_once_the_token_is_
     assert (row.status, row.reminder_sent_at) == ("active", None)  # not lost: still due
 
     with stub_worker_for(app, broker) as worker:
-        assert reminders.scan() == 1
+        assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
         run_jobs(broker, worker)
     assert [m.recipient for m in fake_graph.messages()] == [phone(13)]
 
@@ -146,7 +147,7 @@ def test_a_refused_connection_keeps_the_reminder_due(app, app_factory, sqlite_ur
     row = cart(14, idle_hours=30)
     # Nothing listens on port 9: the reminder was certainly not sent.
     with stub_worker_for(app_factory(sqlite_url, WHATSAPP_API_URL="http://127.0.0.1:9/v24.0"), broker) as worker:
-        reminders.scan()
+        reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
         run_jobs(broker, worker)
         wait_for(lambda: reminder_job().status == "failed", timeout=10)
     assert "unreachable" in reminder_job().last_error
@@ -154,7 +155,7 @@ def test_a_refused_connection_keeps_the_reminder_due(app, app_factory, sqlite_ur
     assert (row.status, row.reminder_sent_at) == ("active", None)
 
     with stub_worker_for(app, broker) as worker:
-        assert reminders.scan() == 1
+        assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
         run_jobs(broker, worker)
     assert [m.recipient for m in fake_graph.messages()] == [phone(14)]
 
@@ -165,7 +166,7 @@ def test_a_cart_whose_stored_phone_is_not_normalised_still_respects_the_opt_out(
     row.customer_phone = "0049 151 00000015"  # as the store sent it; the contact's phone is normalised
     row.updated_at = utcnow() - timedelta(hours=30)  # this edit is not cart activity
     db.session.commit()
-    reminders.scan()
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     run_jobs(broker, stub_worker)
     assert fake_graph.messages() == []
     db.session.refresh(row)
@@ -174,16 +175,16 @@ def test_a_cart_whose_stored_phone_is_not_normalised_still_respects_the_opt_out(
 
 def test_disabled_reminders_dispatch_nothing(app, broker, stub_worker, fake_graph):
     cart(9, idle_hours=100)
-    assert reminders.scan() == 0
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
 
 
 def test_an_order_marks_the_reminded_cart_recovered(app, broker, stub_worker, fake_graph, enabled):
     row = cart(10, idle_hours=30)
-    assert mark_recovered(phone(10), "1001", "54.90") == 0  # not reminded yet
-    reminders.scan()
+    assert mark_recovered(phone(10), "1001", "54.90", window_hours=168) == 0  # not reminded yet
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
     run_jobs(broker, stub_worker)
-    assert mark_recovered("+49 151 00000010", 1002, Decimal("54.9")) == 1
-    assert mark_recovered(phone(10), 1003, "10") == 0  # recovered once
+    assert mark_recovered("+49 151 00000010", 1002, Decimal("54.9"), window_hours=168) == 1
+    assert mark_recovered(phone(10), 1003, "10", window_hours=168) == 0  # recovered once
     db.session.refresh(row)
     assert (row.status, row.recovered_order_id, row.recovered_revenue) == ("completed", "1002", Decimal("54.90"))
     assert recovery_stats() == {"reminded": 1, "recovered": 1, "recovered_revenue": "54.90"}
@@ -201,7 +202,7 @@ def test_an_order_marks_the_reminded_cart_recovered(app, broker, stub_worker, fa
 ])
 def test_bad_settings_are_refused_and_nothing_changes(app, enabled, change, field, message):
     with pytest.raises(reminder_settings.ReminderSettingsError) as caught:
-        reminder_settings.save_settings(change)
+        reminder_settings.save_settings(change, cart_expiry_hours=EXPIRY_HOURS)
     assert message in caught.value.errors[field]
     db.session.rollback()
     assert reminder_settings.get_settings().to_dict() == enabled.to_dict()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from tests.support.services import wait_for
 from tests.support.whatsapp import (
+    SENDER,
     WHATSAPP_ENV,
     add_contacts,
     max_in_any_second,
@@ -34,6 +35,7 @@ from wch.models import Cart, Job, Recipient
 pytestmark = pytest.mark.rabbitmq
 
 CAP = 50
+EXPIRY_HOURS = 72  # WCH_CART_EXPIRY_HOURS's default
 
 
 @pytest.fixture
@@ -127,7 +129,7 @@ def test_worker_killed_mid_campaign_no_recipient_twice_none_forgotten(spawn_work
         if request is not None:
             entry = status(f"wamid.settled{recipient.id}", "sent", recipient.phone)
             entry["biz_opaque_callback_data"] = request.json["biz_opaque_callback_data"]
-            apply_webhook(status_payload(entry))
+            apply_webhook(status_payload(entry), sender=SENDER)
     info = progress(campaign_id)
     assert info["sent"] == len(messaged) and info["needs_attention"] == 150 - len(messaged)
 
@@ -210,7 +212,7 @@ def _csv(numbers):
 def test_reminders_on_real_workers_once_per_idle_cart(spawn_worker, fake_graph):
     with transaction():
         reminder_settings.save_settings({"enabled": True, "delay_hours": 24, "template_name": "cart_reminder",
-                                         "template_language": "en_US"})
+                                         "template_language": "en_US"}, cart_expiry_hours=EXPIRY_HOURS)
     now = utcnow()
     add_contacts(3, opted_out=[2])
     for n, idle_hours in ((0, 30), (1, 5), (2, 30)):  # idle, too recent, opted out
@@ -220,11 +222,11 @@ def test_reminders_on_real_workers_once_per_idle_cart(spawn_worker, fake_graph):
     db.session.commit()
     spawn_worker()
 
-    assert reminders.scan() == 1
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
     [message] = fake_graph.wait_for_requests(1, "messages")
     assert message.recipient == phone(0) and message.json["type"] == "template"
     job = wait_for(lambda: _finished_reminder_job(), what="the reminder job to finish")
-    assert reminders.scan() == 0
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
 
     dispatch("send_cart_reminder", job.args)  # a replay of the same job
     db.session.commit()

@@ -15,13 +15,15 @@ from wch.models import Contact
 from wch.whatsapp.signature import HEADER, sign
 
 APP_SECRET = "test-app-secret-abcdef"
+SENDER = "1000001"  # the phone number id the tests send from
 VERIFY_TOKEN = "test-verify-token"
 WHATSAPP_ENV = {
     "WHATSAPP_ACCESS_TOKEN": "EAAtesttokenvalue1234567890",
-    "WHATSAPP_PHONE_NUMBER_ID": "1000001",
+    "WHATSAPP_PHONE_NUMBER_ID": SENDER,
     "WHATSAPP_APP_SECRET": APP_SECRET,
     "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
     "WHATSAPP_READ_TIMEOUT": "2",
+    "WCH_MESSAGING_LIMIT": "unlimited",  # the tests about the limit set their own
 }
 
 

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (3.05, 10)
 MAX_CALLBACK_DATA = 512  # bytes Meta keeps in biz_opaque_callback_data
+# What a sending number is called (its send budget, its standing) before WHATSAPP_PHONE_NUMBER_ID is set.
+DEFAULT_SENDER = "default"
 # Connections a shared client keeps open, at least: a campaign batch sends this many at once.
 SHARED_POOL_SIZE = 64
 
@@ -86,6 +88,11 @@ class WhatsAppClient:
             **options,
         )
 
+    @property
+    def sender(self) -> str:
+        """The key of the sending number's budget and standing: its phone number id."""
+        return self.phone_number_id or DEFAULT_SENDER
+
     def close(self) -> None:
         self.session.close()
 
@@ -135,6 +142,14 @@ class WhatsAppClient:
             # A 2xx without the message id: Meta may well have accepted the message.
             raise RetryLater(f"unexpected answer to a send: no message id in {_short(answer)}", sent_unknown=True)
         return wamid
+
+    def phone_number_standing(self) -> dict[str, Any]:
+        """What Meta says of the sending number: ``quality_rating``, ``display_phone_number`` and the business
+        portfolio's ``whatsapp_business_manager_messaging_limit``."""
+        if not self.phone_number_id:
+            raise MissingSetting("WHATSAPP_PHONE_NUMBER_ID is not set")
+        return self._call("GET", self.phone_number_id, params={
+            "fields": "display_phone_number,quality_rating,whatsapp_business_manager_messaging_limit"})
 
     # -- catalog ----------------------------------------------------------
 
