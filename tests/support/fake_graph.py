@@ -7,7 +7,10 @@ It speaks the shapes wch uses:
 - ``POST /{version}/{catalog_id}/items_batch`` answers ``{"handles": ["<handle>"]}``;
 - ``GET /{version}/{catalog_id}/check_batch_request_status?handle=H`` answers
   ``{"data": [{"handle": H, "status": "finished", "errors": [], ...}]}`` (set
-  ``batch_status_value`` and ``batch_errors`` to report otherwise).
+  ``batch_status_value`` and ``batch_errors`` to report otherwise);
+- ``GET /{version}/{phone_number_id}?fields=...`` answers the number's
+  ``quality_rating`` and ``whatsapp_business_manager_messaging_limit`` (set
+  ``quality_rating`` and ``messaging_limit``).
 
 Every request is recorded (time, method, path, query, headers, parsed JSON),
 thread-safely. Tell it how to misbehave with :meth:`FakeGraph.fail`,
@@ -51,7 +54,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
-    kind: str  # "messages", "items_batch", "batch_status" or "unknown"
+    kind: str  # "messages", "items_batch", "batch_status", "phone_number" or "unknown"
     recipient: str | None = None
     status: int | None = None  # what the fake answers (None until it has decided)
     answer: Any = None  # what Meta did: for a lost answer, what it would have said
@@ -106,6 +109,8 @@ class FakeGraph:
         self.version = version
         self.batch_status_value = batch_status
         self.batch_errors: list[dict[str, Any]] = []  # what batch checks report as rejected items
+        self.quality_rating = "GREEN"
+        self.messaging_limit = "TIER_2K"
         self.requests: list[Recorded] = []
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
@@ -282,6 +287,10 @@ class FakeGraph:
             return 200, {"data": [{"handle": handle, "status": self.batch_status_value, "errors": self.batch_errors,
                                    "errors_total_count": len(self.batch_errors), "warnings": [],
                                    "warnings_total_count": 0}]}
+        if record.kind == "phone_number":
+            return 200, {"id": catalog_or_phone, "display_phone_number": "+1 555-010-0001",
+                         "quality_rating": self.quality_rating,
+                         "whatsapp_business_manager_messaging_limit": self.messaging_limit}
         return 404, _error(803, "(#803) Some of the aliases you requested do not exist", "OAuthException")
 
 
@@ -314,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = None
         segments = [s for s in parts.path.split("/") if s]
         kind, owner = "unknown", ""
+        if len(segments) == 2 and segments[0] == graph.version and self.command == "GET":
+            owner, kind = segments[1], "phone_number"
         if len(segments) == 3 and segments[0] == graph.version:
             owner = segments[1]
             kind = {("POST", "messages"): "messages", ("POST", "items_batch"): "items_batch",

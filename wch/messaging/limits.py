@@ -149,6 +149,24 @@ def describe_plan(days: list[int]) -> str:
     return f"{total:,} recipient{'s' if total != 1 else ''}: {parts}"
 
 
+def plan_campaign(campaign_id: int, *, sender: str, configured: int | None) -> dict[str, Any]:
+    """How a campaign's recipients still to send spread over the days the messaging limit allows.
+
+    ``text`` reads like ``12,000 recipients: today 10,000, tomorrow 2,000``. A
+    text campaign reaches only customers inside their 24-hour window, which
+    the limit does not count.
+    """
+    campaign = db.session.get(Campaign, campaign_id)
+    to_send = db.session.scalar(select(func.count()).select_from(Recipient).where(
+        Recipient.campaign_id == campaign_id, Recipient.status == RecipientStatus.PENDING.value))
+    limit, _ = _limit(db.session.get(PhoneNumber, sender), configured)
+    if campaign is None or campaign.template_name is None:
+        limit = None
+    used = customers_messaged() if limit is not None else 0
+    days = plan(to_send, limit=limit, used=used)
+    return {"days": days, "text": describe_plan(days), "limit": format_limit(limit), "used_24h": used}
+
+
 # -- what Meta tells us -----------------------------------------------------
 
 
