@@ -21,6 +21,15 @@ def test_defaults(tmp_path):
     assert settings.result_ttl == 3600
     assert settings.secret_key is None
     assert settings.relay_grace == 10
+    assert settings.messaging_limit == 250  # a new business portfolio's limit, until Meta says more
+    assert settings.order_notify_statuses == ("processing", "completed", "refunded")
+    assert (settings.order_messages_per_day, settings.uncertain_after, settings.recovery_window_hours) == (5, 900, 168)
+
+
+@pytest.mark.parametrize(("raw", "limit"), [("2000", 2000), ("2K", 2000), ("TIER_10K", 10_000), ("100,000", 100_000),
+                                            ("unlimited", None), ("TIER_UNLIMITED", None)])
+def test_the_messaging_limit_is_read_as_staff_and_meta_write_it(raw, limit):
+    assert Settings.from_env({"WCH_MESSAGING_LIMIT": raw}).messaging_limit == limit
 
 
 def test_values_are_read_and_postgres_urls_use_psycopg():
@@ -56,6 +65,11 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         ("WCH_WORKER_HEARTBEAT", "0", "must be greater than 0"),
         ("WCH_RELAY_GRACE", "-1", "cannot be negative"),
         ("WCH_RELAY_GRACE", "soon", "is not a number of seconds"),
+        ("WCH_MESSAGING_LIMIT", "lots", "'lots' is not a messaging limit"),
+        ("WCH_MESSAGING_LIMIT", "-250", "is not a messaging limit"),
+        ("WCH_UNCERTAIN_AFTER", "0", "must be greater than 0"),
+        ("WCH_ORDER_MESSAGES_PER_DAY", "many", "is not a whole number"),
+        ("WCH_RECOVERY_WINDOW_HOURS", "0", "must be greater than 0"),
         ("WCH_BROKER_URL", "redis://127.0.0.1:6379/0", "unknown scheme 'redis'"),
         ("WCH_BROKER_URL", "127.0.0.1:5672", "unknown scheme"),
         ("WCH_DATABASE_URL", "mysql://root@db/wch", "unknown scheme 'mysql'"),

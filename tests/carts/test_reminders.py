@@ -190,6 +190,51 @@ def test_an_order_marks_the_reminded_cart_recovered(app, broker, stub_worker, fa
     assert recovery_stats() == {"reminded": 1, "recovered": 1, "recovered_revenue": "54.90"}
 
 
+def test_an_order_after_the_cart_expired_still_recovers_it_within_the_window(app, broker, stub_worker, fake_graph,
+                                                                              enabled):
+    row = cart(16, idle_hours=30)
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
+    run_jobs(broker, stub_worker)
+    db.session.refresh(row)
+    row.reminder_sent_at -= timedelta(hours=80)  # reminded 80 h ago: the cart itself expired since
+    row.updated_at -= timedelta(hours=80)
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["carts", "cleanup", "--json"])
+    assert '"deleted": 0' in result.output  # kept: its recovery window (168 h) is not over
+    assert mark_recovered(phone(16), 1004, "54.90", window_hours=168) == 1
+    assert recovery_stats()["recovered"] == 1
+
+
+def test_a_reminder_delay_the_cleanup_would_beat_is_refused(app, enabled):
+    with pytest.raises(reminder_settings.ReminderSettingsError) as caught:
+        reminder_settings.save_settings({"delay_hours": 72}, cart_expiry_hours=72)
+    assert "shorter than the cart expiry" in caught.value.errors["delay_hours"]
+    db.session.rollback()
+    assert reminder_settings.get_settings().delay_hours == 24
+    # An expiry lowered below a saved delay: the scan refuses to run, saying why.
+    with pytest.raises(reminder_settings.ReminderSettingsError, match="WCH_CART_EXPIRY_HOURS, 12 h"):
+        reminders.scan(cart_expiry_hours=12)
+
+
+@pytest.mark.parametrize("text", ["Hi {name:>999999999}", "Hi {name!r}", "Hi {name[0]}", "Hi {name.upper}",
+                                  "Hi {}", "Hi {0}", "Hi {name:{items}}"])
+def test_placeholders_with_a_format_spec_conversion_index_or_nesting_are_refused(app, enabled, text):
+    with pytest.raises(reminder_settings.ReminderSettingsError) as caught:
+        reminder_settings.save_settings({"message": text}, cart_expiry_hours=EXPIRY_HOURS)
+    problem = caught.value.errors["message"]
+    assert "{" in problem and ("plainly" in problem or "unknown placeholder" in problem), problem
+
+
+def test_a_bad_text_saved_before_the_check_still_sends(app, broker, stub_worker, fake_graph, enabled):
+    enabled.message = "Hi {name:>999999999}, {items!r} {0}"  # as an older version could have stored it
+    db.session.commit()
+    cart(17, idle_hours=30, inbound_hours=2)
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
+    run_jobs(broker, stub_worker)
+    [message] = fake_graph.messages()
+    assert message.json["text"]["body"] == "Hi Ann, 2 × Red shirt, 1 × Mug "
+
+
 @pytest.mark.parametrize("change, field, message", [
     ({"delay_hours": 0}, "delay_hours", "between 1 and 720"),
     ({"delay_hours": 721}, "delay_hours", "between 1 and 720"),

@@ -71,6 +71,12 @@ def test_all_contacts_audience_leaves_out_opted_out_contacts(app):
     ({"name": "x", "template_name": "t", "text": "hi"}, "either a template name or a text"),
     ({"name": "x", "text": "hi {surname}"}, "unknown placeholder"),
     ({"name": "x", "template_name": "t", "template_parameters": ["{oops"]}, "braces"),
+    ({"name": "x", "text": "hi {name:>999999999}"}, r"\{name:>999999999\}: write placeholders plainly"),
+    ({"name": "x", "text": "hi {name!r}"}, r"\{name!r\}: write placeholders plainly"),
+    ({"name": "x", "template_name": "t", "template_parameters": ["{name[0]}"]}, r"unknown placeholder \{name\[0\]\}"),
+    ({"name": "x", "text": "hi {phone.real}"}, r"unknown placeholder \{phone.real\}"),
+    ({"name": "x", "text": "hi {}"}, r"unknown placeholder \{\}"),
+    ({"name": "x", "text": "hi {name:{phone}}"}, "plainly"),
 ])
 def test_bad_campaigns_are_refused_and_nothing_is_created(app, kwargs, message):
     add_contacts(2)

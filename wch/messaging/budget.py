@@ -39,6 +39,11 @@ LATE_TOLERANCE = 0.01
 LAST_MOMENT = 0.02
 
 
+# Until when Meta told this process to hold each number back: slots booked before the hold are given up
+# here at once; other processes keep at most their already booked half second.
+_held_until: dict[str, float] = {}
+
+
 class Priority(enum.IntEnum):
     """Who goes first when sends compete for a number's budget: lower goes first."""
 
@@ -87,7 +92,7 @@ class SendBudget:
                 self._create_row()
                 continue
             now_us = int(self.clock() * MICROS)
-            start = max(current, now_us)
+            start = max(current, now_us, int(_held_until.get(self.sender, 0.0) * MICROS))
             if horizon is not None and start - now_us > horizon * MICROS:
                 if not wait:
                     return []
@@ -108,6 +113,7 @@ class SendBudget:
 
         Runs its own transaction.
         """
+        _held_until[self.sender] = max(_held_until.get(self.sender, 0.0), self.clock() + seconds)
         until = int((self.clock() + seconds) * MICROS)
         with read_only():
             exists = db.session.scalar(select(SendRate.sender).where(SendRate.sender == self.sender)) is not None
@@ -118,8 +124,8 @@ class SendBudget:
                                .values(next_slot_us=until))
 
     def on_time(self, slot: float) -> bool:
-        """Whether a send for ``slot`` may still leave now; a later one must give the slot up."""
-        return self.clock() - slot <= LATE_TOLERANCE
+        """Whether a send for ``slot`` may still leave now: not later than the tolerance, nor inside a hold."""
+        return self.clock() - slot <= LATE_TOLERANCE and slot >= _held_until.get(self.sender, 0.0)
 
     def wait_for(self, slot: float) -> None:
         """Sleep until ``slot``."""
@@ -152,7 +158,7 @@ class SlotMissed(Exception):
 
 def send_in_slot(budget: SendBudget, slot: float, call: Callable[[], str]) -> str:
     """Make ``call`` if ``slot`` has not passed, else raise :class:`SlotMissed` (checked as late as possible)."""
-    if budget.clock() - slot > LAST_MOMENT:
+    if budget.clock() - slot > LAST_MOMENT or slot < _held_until.get(budget.sender, 0.0):
         raise SlotMissed(f"missed its send slot by {budget.clock() - slot:.3f}s")
     return call()
 

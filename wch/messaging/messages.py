@@ -72,7 +72,7 @@ def claim(kind: str, subject: str, phone: str, *, form: str, resend: Resend | No
         update(Message)
         .where(Message.subject == subject, Message.state == _S.FAILED.value)
         .values(state=_S.SENDING.value, phone=phone, form=form, attempts=Message.attempts + 1, error=None,
-                error_code=None, failed_at=None, created_at=now)
+                error_code=None, failed_at=None, wamid=None, created_at=now)
         .returning(Message.id)
     ).scalar()
 

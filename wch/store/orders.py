@@ -27,7 +27,7 @@ from wch.jobs import JobType, dispatch
 from wch.messaging import contacts, messages
 from wch.messaging.budget import Priority, SendBudget
 from wch.messaging.sanitise import safe_name, safe_reference
-from wch.models import Job, Order
+from wch.models import Job, MessageState, Order
 from wch.store.woocommerce import OrderSnapshot
 from wch.whatsapp import MissingSetting, NeedsTemplate, WhatsAppClient, WhatsAppError
 
@@ -108,7 +108,8 @@ def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
         result: dict[str, Any] = {"store_id": store_id, "status": status}
         if status not in settings.order_notify_statuses:
             return result | {"skipped": "status not notified"}
-        if order.notified_status == status:
+        subject = f"order:{store_id}:{status}"
+        if order.notified_status == status and messages.state_of(subject) != MessageState.FAILED.value:
             return result | {"skipped": "customer already told"}
         if not phone:
             return result | {"skipped": "no valid phone number"}
@@ -121,7 +122,6 @@ def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
         order_id = order.id
     # Before the claim: a client that cannot be built (no token) must not leave the message claimed, unsent.
     client = client_factory()
-    subject = f"order:{store_id}:{status}"
     form = "text" if in_window else "template"
     with transaction():
         if messages.sent_today(phone, "order") >= settings.order_messages_per_day:
