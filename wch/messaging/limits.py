@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, union, update
+from sqlalchemy.exc import IntegrityError
 
 from wch.config import parse_messaging_limit
 from wch.db import db, utcnow
@@ -83,8 +84,13 @@ def standing(sender: str, *, configured: int | None, now: datetime | None = None
 
 
 def room(sender: str, *, configured: int | None, now: datetime | None = None) -> int | None:
-    """How many more customers may be sent a template now; None when the limit is unlimited."""
-    limit, _ = _limit(db.session.get(PhoneNumber, sender), configured)
+    """How many more customers may be sent a template now; None when the limit is unlimited.
+
+    Locks the number's row until the caller commits, so two batches claiming
+    at once on PostgreSQL count each other's claims (SQLite runs one writer
+    at a time anyway).
+    """
+    limit, _ = _limit(_row(sender), configured)
     return None if limit is None else max(0, limit - customers_messaged(now=now))
 
 
@@ -95,14 +101,18 @@ def _limit(row: PhoneNumber | None, configured: int | None) -> tuple[int | None,
 
 
 def _counted(since: datetime):
-    """The phones that count against the limit since ``since``: every template that went out or may have."""
+    """The phones that count against the limit since ``since``: every template that went out or may have, and
+    the recipients a batch has claimed to send."""
     messages = select(Message.phone).where(Message.form == "template", Message.created_at >= since,
                                            Message.state != MessageState.FAILED.value)
     templated = select(Campaign.id).where(Campaign.template_name.is_not(None))
     sent = select(Recipient.phone).where(Recipient.sent_at >= since, Recipient.campaign_id.in_(templated))
     in_flight = select(Recipient.phone).where(Recipient.status == RecipientStatus.SENDING.value,
                                               Recipient.claimed_at >= since, Recipient.campaign_id.in_(templated))
-    return union(messages, sent, in_flight).subquery()
+    claimed = select(Recipient.phone).where(Recipient.claim.is_not(None),
+                                            Recipient.status == RecipientStatus.PENDING.value,
+                                            Recipient.campaign_id.in_(templated))
+    return union(messages, sent, in_flight, claimed).subquery()
 
 
 def customers_messaged(*, now: datetime | None = None) -> int:
@@ -171,10 +181,15 @@ def plan_campaign(campaign_id: int, *, sender: str, configured: int | None) -> d
 
 
 def _row(sender: str) -> PhoneNumber:
+    """The number's row, created if new, locked until the caller commits."""
     row = db.session.get(PhoneNumber, sender, with_for_update=True)
     if row is None:
-        row = PhoneNumber(sender=sender, updated_at=utcnow())
-        db.session.add(row)
+        try:
+            with db.session.begin_nested():
+                db.session.add(PhoneNumber(sender=sender, updated_at=utcnow()))
+        except IntegrityError:
+            pass  # another transaction created it first
+        row = db.session.get(PhoneNumber, sender, with_for_update=True, populate_existing=True)
     return row
 
 
