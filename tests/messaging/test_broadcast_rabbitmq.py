@@ -23,7 +23,10 @@ from tests.support.whatsapp import (
     status,
     status_payload,
 )
-from wch import runtime
+from tests.support.whatsapp import (
+    campaign_progress as progress,
+)
+from tests.support.whatsapp import start_campaign as start
 from wch.carts import reminder_settings, reminders
 from wch.db import db, transaction, utcnow
 from wch.jobs import dispatch
@@ -47,19 +50,6 @@ def env(fake_graph):
 
 
 FAST = {"WCH_SEND_RATE_LIMIT": "400", "WCH_BROADCAST_BATCH_INTERVAL": "0.1"}
-
-
-def start(campaign_id: int) -> None:
-    """Start the campaign as the panel does, and commit."""
-    with transaction():
-        campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
-
-
-def progress(campaign_id: int) -> dict:
-    db.session.rollback()
-    info = campaigns.progress(campaign_id)
-    db.session.rollback()
-    return info
 
 
 def wait_until(campaign_id: int, *states: str, timeout: float = 60) -> dict:

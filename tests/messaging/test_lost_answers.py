@@ -15,8 +15,7 @@ from sqlalchemy import select
 
 from tests.support import woo
 from tests.support.services import wait_for
-from tests.support.whatsapp import broadcast_env, phone, post_webhook, status, status_payload
-from wch import runtime
+from tests.support.whatsapp import broadcast_env, phone, post_webhook, start_campaign, status, status_payload
 from wch.carts import reminder_settings, reminders
 from wch.db import db, transaction, utcnow
 from wch.messaging import campaigns, unsettled
@@ -33,8 +32,7 @@ EXPIRY_HOURS = 72
 @pytest.fixture
 def env(fake_graph):
     """Sends through the fake Graph API; the store's webhooks and order template configured too."""
-    store = {key: value for key, value in woo.sync_env(fake_graph.url).items()
-             if key.startswith(("WOOCOMMERCE_", "WCH_STORE_", "WCH_ORDER_"))}
+    store = woo.store_env()
     return broadcast_env(fake_graph.url) | store
 
 
@@ -82,8 +80,7 @@ def test_a_lost_answer_sends_nothing_twice_and_the_status_webhook_settles_it(rab
 
     assert woo.post(client, "order.updated", woo.order(900, "completed")).status_code == 200
     assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
-    with transaction():
-        campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
+    start_campaign(campaign_id)
 
     # Each lost send is flagged, not retried: the order job fails visibly, the reminder job says so.
     [order_job] = wait_for(lambda: finished_jobs("notify_order"), what="the order job")

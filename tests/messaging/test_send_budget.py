@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from tests.support import woo
 from tests.support.services import wait_for
-from tests.support.whatsapp import broadcast_env, max_in_any_second, phone
-from wch import runtime
+from tests.support.whatsapp import broadcast_env, max_in_any_second, phone, start_campaign
 from wch.carts import reminder_settings, reminders
 from wch.db import db, transaction, utcnow
 from wch.messaging import campaigns
@@ -30,8 +29,7 @@ EXPIRY_HOURS = 72
 
 @pytest.fixture
 def env(fake_graph):
-    store = {key: value for key, value in woo.sync_env(fake_graph.url).items()
-             if key.startswith(("WOOCOMMERCE_", "WCH_STORE_", "WCH_ORDER_"))}
+    store = woo.store_env()
     return broadcast_env(fake_graph.url) | store | {
         "WCH_SEND_RATE_LIMIT": str(CAP), "WCH_BROADCAST_BATCH_SIZE": "20", "WCH_BROADCAST_BATCH_INTERVAL": "1.0"}
 
@@ -58,8 +56,7 @@ def test_a_campaign_reminders_and_order_updates_stay_under_the_cap_and_orders_go
     spawn_worker()
     spawn_worker()
 
-    with transaction():
-        campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
+    start_campaign(campaign_id)
     fake_graph.wait_for_requests(2 * CAP, "messages")  # the campaign runs at full pace
     assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == REMINDED
     for n in range(ORDERS):

@@ -15,7 +15,8 @@ from tests.support.apps import overrides, with_env
 from tests.support.panel import logged_in_admin
 from tests.support.services import wait_for
 from tests.support.whatsapp import SENDER, broadcast_env, phone, post_webhook
-from wch import runtime
+from tests.support.whatsapp import campaign_progress as progress
+from tests.support.whatsapp import start_campaign as start
 from wch.db import db, transaction, utcnow
 from wch.jobs.queries import pending_counts
 from wch.messaging import campaigns, limits
@@ -39,18 +40,6 @@ def new_campaign(size: int) -> int:
     csv = io.StringIO("phone\n" + "".join(f"{phone(n)}\n" for n in range(size)))
     with transaction():
         return campaigns.create_campaign(name="big", template_name="promo", csv_file=csv).campaign.id
-
-
-def start(campaign_id: int) -> None:
-    with transaction():
-        campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
-
-
-def progress(campaign_id: int) -> dict:
-    db.session.rollback()
-    info = campaigns.progress(campaign_id)
-    db.session.rollback()
-    return info
 
 
 def quality_update(event: str, limit: str) -> dict:

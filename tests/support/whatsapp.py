@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
-from wch.db import db, utcnow
+from wch import runtime
+from wch.db import db, transaction, utcnow
+from wch.messaging import campaigns
 from wch.models import Contact
 from wch.whatsapp.signature import HEADER, sign
 
@@ -49,6 +52,20 @@ def add_contacts(count: int, *, start: int = 0, opted_out: Iterable[int] = ()) -
     )
     db.session.commit()
     return phones
+
+
+def start_campaign(campaign_id: int, *, at: datetime | None = None) -> None:
+    """Start the campaign as the panel does, and commit."""
+    with transaction():
+        campaigns.start_campaign(campaign_id, at=at, max_broker_delay=runtime.settings().max_broker_delay)
+
+
+def campaign_progress(campaign_id: int) -> dict:
+    """The campaign's progress as the workers have left it, read in a transaction of its own."""
+    db.session.rollback()
+    info = campaigns.progress(campaign_id)
+    db.session.rollback()
+    return info
 
 
 def wa_id(e164: str) -> str:
