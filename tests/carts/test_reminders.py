@@ -10,14 +10,15 @@ from sqlalchemy import select
 
 from tests.support.apps import run_jobs, stub_worker_for
 from tests.support.services import wait_for
-from tests.support.whatsapp import phone
+from tests.support.whatsapp import SENDER, phone, status, status_payload
 from wch.carts import reminder_settings, reminders
 from wch.carts.recovery import mark_recovered
 from wch.carts.stats import recovery_stats
 from wch.db import db, transaction, utcnow
 from wch.jobs import dispatch
-from wch.messaging import contacts
-from wch.models import Cart, Contact, Job
+from wch.messaging import contacts, messages
+from wch.messaging.events import apply_webhook
+from wch.models import Cart, Contact, Job, Message
 
 ITEMS = [{"name": "Red shirt", "quantity": 2}, {"name": "Mug", "quantity": 1}]
 EXPIRY_HOURS = 72  # WCH_CART_EXPIRY_HOURS's default
@@ -85,6 +86,29 @@ def test_no_reminder_before_the_delay_nor_to_opted_out_or_empty_carts(app, broke
     assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
     run_jobs(broker, stub_worker)
     assert fake_graph.messages() == []
+
+
+def test_meta_settles_a_reminder_and_one_it_failed_for_now_is_sent_again_once(app, broker, stub_worker, fake_graph,
+                                                                              enabled, monkeypatch):
+    monkeypatch.setattr(messages, "RESEND_DELAY", 0.2)  # Meta's pause for this customer, shortened
+    row = cart(18, idle_hours=30)
+    reminders.scan(cart_expiry_hours=EXPIRY_HOURS)
+    run_jobs(broker, stub_worker)
+    [first] = fake_graph.messages()
+    assert first.json["biz_opaque_callback_data"] == f"cart:{row.id}:{row.updated_at.isoformat()}"
+    failed = status(first.wamid, "failed", phone(18), error_code=131000)
+    failed["biz_opaque_callback_data"] = first.json["biz_opaque_callback_data"]
+    apply_webhook(status_payload(failed), sender=SENDER)
+    run_jobs(broker, stub_worker)
+
+    first_try, second_try = fake_graph.messages()
+    assert second_try.json == first_try.json
+    reminder = db.session.scalars(select(Message)).one()
+    assert (reminder.kind, reminder.state, reminder.attempts, reminder.wamid) == (
+        "reminder", "sent", 2, second_try.wamid)
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
+    run_jobs(broker, stub_worker)
+    assert len(fake_graph.messages()) == 2
 
 
 def test_a_replayed_reminder_job_sends_nothing(app, broker, stub_worker, fake_graph, enabled):
