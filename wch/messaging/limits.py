@@ -218,9 +218,9 @@ def apply_quality_update(sender: str, value: dict[str, Any]) -> list[int]:
             row.limit_updated_at = now
         except ValueError:
             pass
-    display = str(value.get("display_phone_number") or "")
-    if row.display_phone_number and display and display.lstrip("+") != row.display_phone_number.lstrip("+"):
-        return []
+    display = _digits(value.get("display_phone_number"))
+    if display and row.display_phone_number and display != _digits(row.display_phone_number):
+        return []  # another number of the business
     row.last_event, row.last_event_detail, row.updated_at = event or None, _detail(value), now
     if event in FLAGGING_EVENTS:
         row.flagged_at = row.flagged_at or now
@@ -276,6 +276,10 @@ def pause_running(reason: str) -> list[int]:
     """Pause every sending campaign for ``reason``; returns their ids. The caller commits."""
     sending = db.session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING.value)).all()
     return [campaign_id for campaign_id in sending if pause_for_error(campaign_id, reason)]
+
+
+def _digits(number: Any) -> str:
+    return "".join(c for c in str(number or "") if c.isdigit())
 
 
 def _detail(value: dict[str, Any]) -> str:

@@ -93,7 +93,7 @@ def parse_product(payload: Any, *, currency: str) -> ProductSnapshot:
     price = regular if regular is not None else current
     managed = payload.get("manage_stock") is True
     quantity = _quantity(payload.get("stock_quantity")) if managed else None
-    stock_status = payload.get("stock_status")
+    stock_status = _text(payload.get("stock_status"), "stock_status")
     availability = AVAILABILITY.get(stock_status, "out of stock") if stock_status is not None else "in stock"
     images = payload.get("images")
     image = images[0].get("src") if isinstance(images, list) and images and isinstance(images[0], dict) else None

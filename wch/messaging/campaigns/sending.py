@@ -107,8 +107,8 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
 
     def dispatch_next_if_due(*, last: bool) -> None:
         # Once the interval has passed (or the last request has left), the next batch may
-        # start: dispatching it now overlaps its start-up with our last sends. The shared
-        # limiter still paces both.
+        # start: dispatching it now overlaps its start-up with our last sends. The number's
+        # send budget still paces both.
         nonlocal tried_early
         elapsed = time.monotonic() - started
         too_soon = tried_early or elapsed < settings.broadcast_batch_interval
