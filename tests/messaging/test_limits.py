@@ -12,7 +12,7 @@ from sqlalchemy import update
 from tests.support.apps import on_both_databases, with_env
 from tests.support.whatsapp import SENDER, add_contacts, phone, status, status_payload
 from wch.db import db, transaction, utcnow
-from wch.messaging import campaigns, limits
+from wch.messaging import campaigns, limits, standing
 from wch.messaging.events import apply_webhook
 from wch.models import Campaign, Message, PhoneNumber, Recipient
 
@@ -52,27 +52,27 @@ def test_meta_flagging_the_number_pauses_running_campaigns_and_sets_the_limit(ap
     db.session.rollback()
     campaign = db.session.get(Campaign, campaign_id)
     assert campaign.status == "paused" and "flagged" in campaign.status_reason
-    standing = limits.standing(SENDER, configured=250)
-    assert (standing.limit, standing.limit_source, standing.flagged) == (2000, "Meta", True)
+    number = standing.current(SENDER, configured=250)
+    assert (number.limit, number.limit_source, number.flagged) == (2000, "Meta", True)
 
     apply_webhook(change("phone_number_quality_update", {"display_phone_number": "15550100001",
                                                          "event": "UNFLAGGED", "current_limit": "TIER_2K"}),
                   sender=SENDER)
     db.session.rollback()
-    assert not limits.standing(SENDER, configured=250).flagged
+    assert not standing.current(SENDER, configured=250).flagged
 
 
 def test_a_quality_update_about_another_number_of_the_business_only_changes_the_shared_limit(app):
     with transaction():
-        limits.record_display_number(SENDER, "+1 555-010-0001")
+        standing.record_display_number(SENDER, "+1 555-010-0001")
     campaign_id = sending_campaign()
     apply_webhook(change("phone_number_quality_update", {"display_phone_number": "15550109999", "event": "FLAGGED",
                                                          "max_daily_conversations_per_business": "TIER_100K"}),
                   sender=SENDER)
     db.session.rollback()
     assert db.session.get(Campaign, campaign_id).status == "sending"
-    standing = limits.standing(SENDER, configured=250)
-    assert (standing.limit, standing.flagged) == (100_000, False)
+    number = standing.current(SENDER, configured=250)
+    assert (number.limit, number.flagged) == (100_000, False)
 
 
 @pytest.mark.parametrize("value", [

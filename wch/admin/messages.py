@@ -1,7 +1,7 @@
 """Messages in the panel: the sending number's limits and standing, and the messages in doubt, to settle.
 
 Every change goes through :mod:`wch.messaging.unsettled` and
-:mod:`wch.messaging.limits`; these views turn forms into calls and commit.
+:mod:`wch.messaging.standing`; these views turn forms into calls and commit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from flask_login import current_user
 from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.db import read_only, transaction
-from wch.messaging import limits, unsettled
+from wch.messaging import standing, unsettled
 from wch.whatsapp import DEFAULT_SENDER, WhatsAppError, shared_client
 
 
@@ -26,9 +26,9 @@ class MessagesView(StaffOnly, BaseView):
     def index(self):
         settings = runtime.settings()
         with read_only():
-            standing = limits.standing(_sender(), configured=settings.messaging_limit)
+            number = standing.current(_sender(), configured=settings.messaging_limit)
             rows = unsettled.list_unsettled(older_than=timedelta(seconds=settings.uncertain_after))
-        return self.render("admin/wch/messages.html", standing=standing, rows=rows,
+        return self.render("admin/wch/messages.html", standing=number, rows=rows,
                            uncertain_after=settings.uncertain_after)
 
     @expose("/settle", methods=["POST"])
@@ -54,7 +54,7 @@ class MessagesView(StaffOnly, BaseView):
             flash(f"Meta did not answer: {error}", "danger")
             return redirect(url_for(".index"))
         with transaction():
-            limits.apply_api_standing(_sender(), answer)
+            standing.apply_api_standing(_sender(), answer)
         flash("Quality rating and messaging limit read from Meta.", "success")
         return redirect(url_for(".index"))
 

@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 from wch import runtime
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import read_only, transaction
-from wch.messaging import limits, unsettled
+from wch.messaging import standing, unsettled
 from wch.whatsapp import DEFAULT_SENDER, WhatsAppError, shared_client
 
 
@@ -65,12 +65,12 @@ def limits_(refresh: bool, forget: bool, as_json: bool) -> None:
         with refusals(WhatsAppError):
             answer = shared_client(settings).phone_number_standing()
         with transaction():
-            limits.apply_api_standing(sender, answer)
+            standing.apply_api_standing(sender, answer)
     if forget:
         with transaction():
-            limits.forget_learned_limit(sender)
+            standing.forget_learned_limit(sender)
     with read_only():
-        info = limits.standing(sender, configured=settings.messaging_limit).to_dict()
+        info = standing.current(sender, configured=settings.messaging_limit).to_dict()
     if as_json:
         echo_json(info)
         return

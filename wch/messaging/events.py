@@ -10,7 +10,7 @@ is settled. A failure that a later try can get past sends it again; one that
 says Meta is limiting the number pauses the campaign.
 
 ``phone_number_quality_update`` and ``account_update`` deliveries go to
-:mod:`wch.messaging.limits`: the messaging limit, and the flags that pause
+:mod:`wch.messaging.standing`: the messaging limit, and the flags that pause
 running campaigns.
 """
 
@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from wch.db import db, transaction, utcnow
 from wch.jobs import JobType, dispatch
-from wch.messaging import contacts, limits, messages
+from wch.messaging import contacts, messages, standing
 from wch.messaging.campaigns.lifecycle import pause_for_error
 from wch.messaging.campaigns.recipients import CALLBACK_PREFIX, move_recipients
 from wch.models import Campaign, CampaignStatus, Job, Recipient, RecipientStatus
@@ -67,16 +67,16 @@ def apply_webhook(payload: dict[str, Any], *, sender: str) -> dict[str, int]:
             field = change.get("field") or "messages"
             if field == "phone_number_quality_update":
                 with transaction():
-                    summary["paused"] += len(limits.apply_quality_update(sender, value))
+                    summary["paused"] += len(standing.apply_quality_update(sender, value))
                 continue
             if field == "account_update":
                 with transaction():
-                    summary["paused"] += len(limits.apply_account_update(sender, value))
+                    summary["paused"] += len(standing.apply_account_update(sender, value))
                 continue
             metadata = value.get("metadata") or {}
             if metadata.get("phone_number_id") == sender and metadata.get("display_phone_number"):
                 with transaction():
-                    limits.record_display_number(sender, str(metadata["display_phone_number"])[:32])
+                    standing.record_display_number(sender, str(metadata["display_phone_number"])[:32])
             for status in value.get("statuses") or []:
                 summary["statuses"] += 1
                 summary["moved"] += apply_status(status)
