@@ -36,6 +36,7 @@ from wch.messaging.budget import SendBudget, SlotMissed, Slots, send_in_slot
 from wch.messaging.campaigns.lifecycle import dispatch_batch, pause_for_error, start_if_due
 from wch.messaging.campaigns.message import CampaignMessage, Target
 from wch.messaging.campaigns.recipients import move_recipients, retry_at
+from wch.messaging.messages import LEFT_SENDING
 from wch.models import Campaign, CampaignStatus, Contact, Recipient, RecipientStatus
 from wch.redact import redact_text
 from wch.whatsapp import ConfigurationError, RetryLater, StopSending, WhatsAppClient, WhatsAppError
@@ -50,7 +51,6 @@ THROUGHPUT_EXCEEDED = 130429
 PAIR_RATE_LIMIT = 131056
 # Meta lets a business message the same customer about once every few seconds.
 PAIR_RATE_PAUSE = 6.0
-IN_FLIGHT_WHEN_WORKER_STOPPED = "in flight when its worker stopped; waiting for Meta's status"
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -159,7 +159,7 @@ def _settle_previous_run(claim: str, outcome: BatchOutcome) -> None:
     outcome.attention += db.session.execute(
         update(Recipient)
         .where(Recipient.claim == claim, Recipient.status == _S.SENDING.value, Recipient.attention_at.is_(None))
-        .values(attention_at=utcnow(), error=IN_FLIGHT_WHEN_WORKER_STOPPED)
+        .values(attention_at=utcnow(), error=LEFT_SENDING)
     ).rowcount
     _release(claim)
 
