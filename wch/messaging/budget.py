@@ -64,13 +64,11 @@ class SendBudget:
     Parameters:
       sender: the WhatsApp phone number id the budget belongs to.
       rate: sends per second allowed for that number.
-      clock: the time source (seconds since the epoch); tests may pass their own.
     """
 
-    def __init__(self, *, sender: str, rate: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, sender: str, rate: int) -> None:
         self.sender = sender
         self.rate = rate
-        self.clock = clock
         self.spacing_us = int(MICROS * (1 + SPACING_ALLOWANCE) / rate)
 
     def book(self, count: int, priority: Priority, *, wait: bool = True) -> list[float]:
@@ -91,7 +89,7 @@ class SendBudget:
             if current is None:
                 self._create_row()
                 continue
-            now_us = int(self.clock() * MICROS)
+            now_us = int(time.time() * MICROS)
             start = max(current, now_us, int(_held_until.get(self.sender, 0.0) * MICROS))
             if horizon is not None and start - now_us > horizon * MICROS:
                 if not wait:
@@ -113,8 +111,8 @@ class SendBudget:
 
         Runs its own transaction.
         """
-        _held_until[self.sender] = max(_held_until.get(self.sender, 0.0), self.clock() + seconds)
-        until = int((self.clock() + seconds) * MICROS)
+        _held_until[self.sender] = max(_held_until.get(self.sender, 0.0), time.time() + seconds)
+        until = int((time.time() + seconds) * MICROS)
         with read_only():
             exists = db.session.scalar(select(SendRate.sender).where(SendRate.sender == self.sender)) is not None
         if not exists:
@@ -125,11 +123,11 @@ class SendBudget:
 
     def on_time(self, slot: float) -> bool:
         """Whether a send for ``slot`` may still leave now: not later than the tolerance, nor inside a hold."""
-        return self.clock() - slot <= LATE_TOLERANCE and slot >= _held_until.get(self.sender, 0.0)
+        return time.time() - slot <= LATE_TOLERANCE and slot >= _held_until.get(self.sender, 0.0)
 
     def wait_for(self, slot: float) -> None:
         """Sleep until ``slot``."""
-        remaining = slot - self.clock()
+        remaining = slot - time.time()
         if remaining > 0:
             time.sleep(remaining)
 
@@ -158,8 +156,8 @@ class SlotMissed(Exception):
 
 def send_in_slot(budget: SendBudget, slot: float, call: Callable[[], str]) -> str:
     """Make ``call`` if ``slot`` has not passed, else raise :class:`SlotMissed` (checked as late as possible)."""
-    if budget.clock() - slot > LAST_MOMENT or slot < _held_until.get(budget.sender, 0.0):
-        raise SlotMissed(f"missed its send slot by {budget.clock() - slot:.3f}s")
+    if time.time() - slot > LAST_MOMENT or slot < _held_until.get(budget.sender, 0.0):
+        raise SlotMissed(f"missed its send slot by {time.time() - slot:.3f}s")
     return call()
 
 
@@ -185,7 +183,7 @@ class Slots:
         """
         horizon = HORIZON[self.priority] or 0.0
         while True:
-            now = self.budget.clock()
+            now = time.time()
             while self.queue and now - self.queue[0] > LATE_TOLERANCE:
                 self.queue.popleft()  # missed while we were busy (recording answers, a slow database): gone
             short = self.wanted - len(self.queue)
