@@ -31,9 +31,9 @@ from wch.models import SendRate
 MICROS = 1_000_000
 # Slots are this much wider than 1/rate: a window of one second then holds at most
 # rate sends as long as each leaves within SPACING_ALLOWANCE seconds of its slot.
-SPACING_ALLOWANCE = 0.03
+SPACING_ALLOWANCE = 0.035
 # A send later than this after its slot gives the slot up before it is handed to a thread...
-LATE_TOLERANCE = 0.01
+LATE_TOLERANCE = 0.015
 # ...and later than this when its thread is about to call Meta; the rest of the allowance
 # covers the way to Meta.
 LAST_MOMENT = 0.02
