@@ -52,7 +52,7 @@ def test_slots_of_every_priority_are_spaced_so_no_second_holds_more_than_the_rat
     booked.sort()
     assert len(booked) == len(set(booked)) == 90
     gaps = [b - a for a, b in zip(booked, booked[1:], strict=False)]
-    assert min(gaps) >= (1 + SPACING_ALLOWANCE) / RATE - 1e-6
+    assert min(gaps) >= (1 + SPACING_ALLOWANCE) / RATE - 1e-6  # 1 µs: the slots' float seconds
     assert max_in_any_second(booked) <= RATE - 1  # the allowance leaves room for sends a little late
 
 

@@ -18,6 +18,7 @@ a campaign takes whatever the others leave, at the full rate when alone.
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,7 +70,8 @@ class SendBudget:
     def __init__(self, *, sender: str, rate: int) -> None:
         self.sender = sender
         self.rate = rate
-        self.spacing_us = int(MICROS * (1 + SPACING_ALLOWANCE) / rate)
+        # Rounded up: a spacing a microsecond short of the allowance would let rounding eat into it.
+        self.spacing_us = math.ceil(MICROS * (1 + SPACING_ALLOWANCE) / rate)
 
     def book(self, count: int, priority: Priority, *, wait: bool = True) -> list[float]:
         """Book up to ``count`` send slots; returns their Unix times, earliest first.
