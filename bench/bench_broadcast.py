@@ -4,8 +4,9 @@ A real ``dramatiq`` worker process on RabbitMQ (a throwaway vhost) and SQLite
 sends a campaign to the fake Graph API of the tests:
 
 - rate: 5,000 recipients (``--quick``: 300), the fake answering each send in
-  100 ms, cap 50/s, batches of 50 a second: achieved sends/s and the most
-  sends the fake saw in any one-second window;
+  100 ms, cap 50/s, batches of 50 a second: achieved sends/s, its share of
+  the cap (the target is 0.95 or more), and the most sends the fake saw in
+  any one-second window (at most the cap);
 - memory: campaigns of 10,000 and 100,000 recipients (``--quick``: 1,000 and
   5,000) with the cap raised so they finish sooner (memory, not pace, is
   measured there): the worker process's peak resident memory (VmHWM), idle
@@ -31,6 +32,7 @@ from tests.support.whatsapp import WHATSAPP_ENV, max_in_any_second, phone
 from tests.support.workers import WorkerProcess
 
 CAP = 50
+MEMORY_CAP = 5_000
 LATENCY = 0.1
 
 
@@ -43,16 +45,17 @@ def run(*, quick: bool) -> None:
     try:
         result = _campaign(vhost, rate_size, cap=CAP, latency=LATENCY, interval="1.0")
         rows.append(["rate", rate_size, f"{CAP}/s", result["sent"], result["seconds"], result["rate"],
-                     result["max_in_1s"], result["idle_mb"], result["peak_mb"]])
+                     round(result["rate"] / CAP, 3), result["max_in_1s"], result["idle_mb"], result["peak_mb"]])
         for size in memory_sizes:
-            result = _campaign(vhost, size, cap=5_000, latency=0.0, interval="0.01")
-            rows.append(["memory", size, "5000/s", result["sent"], result["seconds"], result["rate"],
-                         result["max_in_1s"], result["idle_mb"], result["peak_mb"]])
+            result = _campaign(vhost, size, cap=MEMORY_CAP, latency=0.0, interval="0.01")
+            rows.append(["memory", size, f"{MEMORY_CAP}/s", result["sent"], result["seconds"], result["rate"],
+                         round(result["rate"] / MEMORY_CAP, 3), result["max_in_1s"], result["idle_mb"],
+                         result["peak_mb"]])
     finally:
         delete_vhost(vhost)
     notes["memory_rows"] = "cap raised to 5000/s and no API latency so the campaigns run quickly"
-    report("broadcast", ["case", "recipients", "cap", "sent", "seconds", "sends_per_s", "max_in_any_1s",
-                         "worker_idle_mb", "worker_peak_mb"], rows, notes=notes)
+    report("broadcast", ["case", "recipients", "cap", "sent", "seconds", "sends_per_s", "rate_per_cap",
+                         "max_in_any_1s", "worker_idle_mb", "worker_peak_mb"], rows, notes=notes)
 
 
 def _campaign(vhost: str, size: int, *, cap: int, latency: float, interval: str) -> dict:

@@ -22,6 +22,15 @@ def test_defaults(tmp_path):
     assert settings.secret_key is None
     assert (settings.worker_heartbeat, settings.worker_lost_after, settings.rescue_after) == (10, 60, 600)
     assert (settings.db_pool_size, settings.db_pool_timeout) == (None, 3.0)
+    assert settings.messaging_limit == 250  # a new business portfolio's limit, until Meta says more
+    assert settings.order_notify_statuses == ("processing", "completed", "refunded")
+    assert (settings.order_messages_per_day, settings.uncertain_after, settings.recovery_window_hours) == (5, 900, 168)
+
+
+@pytest.mark.parametrize(("raw", "limit"), [("2000", 2000), ("2K", 2000), ("TIER_10K", 10_000), ("100,000", 100_000),
+                                            ("unlimited", None), ("TIER_UNLIMITED", None)])
+def test_the_messaging_limit_is_read_as_staff_and_meta_write_it(raw, limit):
+    assert Settings.from_env({"WCH_MESSAGING_LIMIT": raw}).messaging_limit == limit
 
 
 def test_values_are_read_and_postgres_urls_use_psycopg():
@@ -67,6 +76,11 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         ("WCH_DB_POOL_SIZE", "0", "must be greater than 0"),
         ("WCH_DB_POOL_SIZE", "many", "is not a whole number"),
         ("WCH_DB_POOL_TIMEOUT", "0", "must be greater than 0"),
+        ("WCH_MESSAGING_LIMIT", "lots", "'lots' is not a messaging limit"),
+        ("WCH_MESSAGING_LIMIT", "-250", "is not a messaging limit"),
+        ("WCH_UNCERTAIN_AFTER", "0", "must be greater than 0"),
+        ("WCH_ORDER_MESSAGES_PER_DAY", "many", "is not a whole number"),
+        ("WCH_RECOVERY_WINDOW_HOURS", "0", "must be greater than 0"),
         ("WCH_BROKER_URL", "redis://127.0.0.1:6379/0", "unknown scheme 'redis'"),
         ("WCH_BROKER_URL", "127.0.0.1:5672", "unknown scheme"),
         ("WCH_DATABASE_URL", "mysql://root@db/wch", "unknown scheme 'mysql'"),

@@ -19,7 +19,9 @@ DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BROKER_SCHEMES = {"amqp", "amqps", "stub"}
 DATABASE_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg", "postgres"}
 DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v24.0"
-DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "on-hold", "completed", "cancelled", "refunded", "failed")
+# Paid and fulfilment statuses only: a guest checkout can create unpaid orders (on-hold, pending, failed,
+# cancelled) for any phone number, which would make the store's number message strangers.
+DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "completed", "refunded")
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,10 @@ class Settings:
     broadcast_retry_delays: tuple[float, ...] = (5, 30, 120, 300)
     broadcast_stale_claim: int = 600
     reminder_scan_minutes: int = 15
+    recovery_window_hours: int = 168
+    messaging_limit: int | None = 250
+    uncertain_after: float = 900.0
+    order_messages_per_day: int = 5
 
     @property
     def broker_is_stub(self) -> bool:
@@ -129,7 +135,35 @@ class Settings:
             broadcast_retry_delays=_delays(env, "WCH_BROADCAST_RETRY_DELAYS", "5,30,120,300"),
             broadcast_stale_claim=_positive_int(env, "WCH_BROADCAST_STALE_CLAIM", 600),
             reminder_scan_minutes=_positive_int(env, "WCH_REMINDER_SCAN_MINUTES", 15),
+            recovery_window_hours=_positive_int(env, "WCH_RECOVERY_WINDOW_HOURS", 168),
+            messaging_limit=_messaging_limit(env, "WCH_MESSAGING_LIMIT", 250),
+            uncertain_after=_positive_seconds(env, "WCH_UNCERTAIN_AFTER", 900.0),
+            order_messages_per_day=_positive_int(env, "WCH_ORDER_MESSAGES_PER_DAY", 5),
         )
+
+
+def parse_messaging_limit(raw: str) -> int | None:
+    """Customers per 24 hours for ``raw`` (``2000``, ``2K``, Meta's ``TIER_10K``, ``unlimited``); None: unlimited.
+
+    Raises :class:`ValueError` for anything else.
+    """
+    text = str(raw).strip().upper().replace(",", "").removeprefix("TIER_")
+    if text == "UNLIMITED":
+        return None
+    digits, multiplier = (text[:-1], 1000) if text.endswith("K") else (text, 1)
+    if not digits.isdigit() or int(digits) <= 0:
+        raise ValueError(f"{raw!r} is not a messaging limit (expected 250, 2000, 10000, 100000 or unlimited)")
+    return int(digits) * multiplier
+
+
+def _messaging_limit(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_messaging_limit(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -97,7 +97,9 @@ def test_reminder_settings_are_validated_and_saved(app, admin):
     db.session.rollback()
 
     for field, value, why in (("delay_hours", "0", "between 1 and 720"), ("delay_hours", "721", "between 1 and 720"),
-                              ("message", "Hi {first_name}", "unknown placeholder")):
+                              ("delay_hours", "72", "shorter than the cart expiry (WCH_CART_EXPIRY_HOURS, 72 h)"),
+                              ("message", "Hi {first_name}", "unknown placeholder"),
+                              ("message", "Hi {name:>99999999}", "write placeholders plainly")):
         form = {"delay_hours": "24", "message": "Hi {name}", "template_name": "cart_reminder"} | {field: value}
         response = post(admin, "/admin/settings/", form | {"enabled": "on"})
         assert response.status_code == 400 and why in response.get_data(as_text=True), (field, value)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.support.apps import on_both_databases, run_jobs
 from wch.actors.maintenance import trigger_hourly_work
@@ -56,7 +56,8 @@ def cart_ids() -> set[int]:
 def test_cleanup_deletes_only_unconverted_carts_idle_past_the_expiry_in_batches(app, carts):
     progress = []
     started = utcnow()
-    run = cleanup_expired_carts(expiry_hours=72, batch_size=BATCH_SIZE, trigger="test", progress=progress.append)
+    run = cleanup_expired_carts(expiry_hours=72, recovery_window_hours=168, batch_size=BATCH_SIZE, trigger="test",
+                                progress=progress.append)
 
     assert cart_ids() == carts["kept"]
     assert sum(progress) == 10 and max(progress) == BATCH_SIZE, progress
@@ -66,14 +67,14 @@ def test_cleanup_deletes_only_unconverted_carts_idle_past_the_expiry_in_batches(
     assert abs((run.cutoff - (started - timedelta(hours=72))).total_seconds()) < 5
     assert run.finished_at >= run.started_at and run.duration_seconds >= run.longest_batch_seconds >= 0
 
-    again = cleanup_expired_carts(expiry_hours=72, batch_size=BATCH_SIZE, trigger="test")
+    again = cleanup_expired_carts(expiry_hours=72, recovery_window_hours=168, batch_size=BATCH_SIZE, trigger="test")
     assert (again.deleted, again.batches) == (0, 0)
     assert cart_ids() == carts["kept"]
 
 
 @on_both_databases
 def test_cleanup_expiry_hours_come_from_the_setting(app, carts):
-    run = cleanup_expired_carts(expiry_hours=24, batch_size=BATCH_SIZE, trigger="test")
+    run = cleanup_expired_carts(expiry_hours=24, recovery_window_hours=168, batch_size=BATCH_SIZE, trigger="test")
     # At 24 h the active carts idle 71 h expire too; the 10 h one and completed ones stay.
     assert run.deleted == 12
     assert len(cart_ids()) == 3
@@ -129,3 +130,18 @@ def test_the_hourly_cleanup_job_runs_and_records_its_run(app, broker, stub_worke
     assert (run.trigger, run.deleted) == ("schedule", 4)
     assert {j.status for j in db.session.scalars(select(Job))} == {"succeeded"}
 
+
+
+@on_both_databases
+def test_a_reminded_cart_is_kept_past_the_expiry_until_its_recovery_window_ends(app):
+    now = utcnow()
+    [within, past] = add_carts("abandoned", 100, 2)
+    for cart_id, reminded_hours_ago in ((within, 60), (past, 200)):  # a 168 h window: one within, one past
+        db.session.execute(update(Cart).where(Cart.id == cart_id).values(
+            reminder_sent_at=now - timedelta(hours=reminded_hours_ago), updated_at=Cart.updated_at))
+    db.session.commit()
+    stats = json.loads(app.test_cli_runner().invoke(args=["carts", "stats", "--json"]).output)
+    assert stats["expired_awaiting_cleanup"] == 1
+
+    run = cleanup_expired_carts(expiry_hours=72, recovery_window_hours=168, batch_size=BATCH_SIZE, trigger="test")
+    assert run.deleted == 1 and cart_ids() == {within}

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from tests.support.services import wait_for
 from tests.support.whatsapp import (
+    SENDER,
     WHATSAPP_ENV,
     add_contacts,
     max_in_any_second,
@@ -22,7 +23,10 @@ from tests.support.whatsapp import (
     status,
     status_payload,
 )
-from wch import runtime
+from tests.support.whatsapp import (
+    campaign_progress as progress,
+)
+from tests.support.whatsapp import start_campaign as start
 from wch.carts import reminder_settings, reminders
 from wch.db import db, transaction, utcnow
 from wch.jobs import dispatch
@@ -34,6 +38,7 @@ from wch.models import Cart, Job, Recipient
 pytestmark = pytest.mark.rabbitmq
 
 CAP = 50
+EXPIRY_HOURS = 72  # WCH_CART_EXPIRY_HOURS's default
 
 
 @pytest.fixture
@@ -45,19 +50,6 @@ def env(fake_graph):
 
 
 FAST = {"WCH_SEND_RATE_LIMIT": "400", "WCH_BROADCAST_BATCH_INTERVAL": "0.1"}
-
-
-def start(campaign_id: int) -> None:
-    """Start the campaign as the panel does, and commit."""
-    with transaction():
-        campaigns.start_campaign(campaign_id, max_broker_delay=runtime.settings().max_broker_delay)
-
-
-def progress(campaign_id: int) -> dict:
-    db.session.rollback()
-    info = campaigns.progress(campaign_id)
-    db.session.rollback()
-    return info
 
 
 def wait_until(campaign_id: int, *states: str, timeout: float = 60) -> dict:
@@ -127,7 +119,7 @@ def test_worker_killed_mid_campaign_no_recipient_twice_none_forgotten(spawn_work
         if request is not None:
             entry = status(f"wamid.settled{recipient.id}", "sent", recipient.phone)
             entry["biz_opaque_callback_data"] = request.json["biz_opaque_callback_data"]
-            apply_webhook(status_payload(entry))
+            apply_webhook(status_payload(entry), sender=SENDER)
     info = progress(campaign_id)
     assert info["sent"] == len(messaged) and info["needs_attention"] == 150 - len(messaged)
 
@@ -210,7 +202,7 @@ def _csv(numbers):
 def test_reminders_on_real_workers_once_per_idle_cart(spawn_worker, fake_graph):
     with transaction():
         reminder_settings.save_settings({"enabled": True, "delay_hours": 24, "template_name": "cart_reminder",
-                                         "template_language": "en_US"})
+                                         "template_language": "en_US"}, cart_expiry_hours=EXPIRY_HOURS)
     now = utcnow()
     add_contacts(3, opted_out=[2])
     for n, idle_hours in ((0, 30), (1, 5), (2, 30)):  # idle, too recent, opted out
@@ -220,11 +212,11 @@ def test_reminders_on_real_workers_once_per_idle_cart(spawn_worker, fake_graph):
     db.session.commit()
     spawn_worker()
 
-    assert reminders.scan() == 1
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 1
     [message] = fake_graph.wait_for_requests(1, "messages")
     assert message.recipient == phone(0) and message.json["type"] == "template"
     job = wait_for(lambda: _finished_reminder_job(), what="the reminder job to finish")
-    assert reminders.scan() == 0
+    assert reminders.scan(cart_expiry_hours=EXPIRY_HOURS) == 0
 
     dispatch("send_cart_reminder", job.args)  # a replay of the same job
     db.session.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -12,19 +12,13 @@ from sqlalchemy import func, select
 from tests.support.apps import run_jobs, with_env
 from tests.support.services import wait_for
 from tests.support.whatsapp import add_contacts, max_in_any_second, phone
-from wch import runtime
+from tests.support.whatsapp import start_campaign as start
 from wch.db import db, transaction, utcnow
 from wch.messaging import campaigns, contacts
 from wch.messaging.campaigns import SEND_CAMPAIGN_BATCH, sending, sweep
 from wch.models import Campaign, Job, Recipient
 
 STALE = timedelta(minutes=10)
-
-
-def start(campaign_id: int, *, at: datetime | None = None) -> None:
-    """Start the campaign as the panel does, and commit."""
-    with transaction():
-        campaigns.start_campaign(campaign_id, at=at, max_broker_delay=runtime.settings().max_broker_delay)
 
 
 def counters(campaign_id: int) -> dict:
@@ -71,6 +65,12 @@ def test_all_contacts_audience_leaves_out_opted_out_contacts(app):
     ({"name": "x", "template_name": "t", "text": "hi"}, "either a template name or a text"),
     ({"name": "x", "text": "hi {surname}"}, "unknown placeholder"),
     ({"name": "x", "template_name": "t", "template_parameters": ["{oops"]}, "braces"),
+    ({"name": "x", "text": "hi {name:>999999999}"}, r"\{name:>999999999\}: write placeholders plainly"),
+    ({"name": "x", "text": "hi {name!r}"}, r"\{name!r\}: write placeholders plainly"),
+    ({"name": "x", "template_name": "t", "template_parameters": ["{name[0]}"]}, r"unknown placeholder \{name\[0\]\}"),
+    ({"name": "x", "text": "hi {phone.real}"}, r"unknown placeholder \{phone.real\}"),
+    ({"name": "x", "text": "hi {}"}, r"unknown placeholder \{\}"),
+    ({"name": "x", "text": "hi {name:{phone}}"}, "plainly"),
 ])
 def test_bad_campaigns_are_refused_and_nothing_is_created(app, kwargs, message):
     add_contacts(2)

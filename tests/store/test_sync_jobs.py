@@ -11,7 +11,7 @@ from tests.support.apps import run_jobs, stub_worker_for, with_env
 from wch.db import db, utcnow
 from wch.jobs import dispatch, retry
 from wch.messaging import contacts
-from wch.models import Job, OrderNotification, Product
+from wch.models import Job, Message, Product
 from wch.store.catalog import SYNC_PRODUCT
 
 # Meta's verdict on each batch is checked 0.1 s after the push (the folder's env turns the check off).
@@ -115,9 +115,9 @@ def test_order_message_is_a_template_outside_the_window(client, broker, stub_wor
     assert message.json["template"]["name"] == "order_update"
     assert [p["text"] for p in message.json["template"]["components"][0]["parameters"]] == ["Ana", "900", "completed"]
     assert message.json["biz_opaque_callback_data"] == "order:900:completed"
-    notification = db.session.scalars(select(OrderNotification)).one()
-    assert (notification.state, notification.kind, notification.wamid) == (
-        "sent", "template", message.answer["messages"][0]["id"])
+    record = db.session.scalars(select(Message)).one()
+    assert (record.kind, record.subject, record.state, record.form, record.wamid) == (
+        "order", "order:900:completed", "sent", "template", message.answer["messages"][0]["id"])
 
 
 def test_order_message_is_text_inside_the_window_and_falls_back_to_a_template(client, broker, stub_worker,
@@ -130,7 +130,7 @@ def test_order_message_is_text_inside_the_window_and_falls_back_to_a_template(cl
     assert fake_graph.messages()[0].json["text"]["body"] == "Hi Ana, your order #900 is now processing."
 
     fake_graph.fail(code=131047)  # the window closed meanwhile
-    woo.post(client, "order.updated", woo.order(900, "on-hold", date_modified_gmt="2026-11-03T00:00:00"))
+    woo.post(client, "order.updated", woo.order(900, "completed", date_modified_gmt="2026-11-03T00:00:00"))
     run(broker, stub_worker)
     types = [m.json["type"] for m in fake_graph.messages()]
     assert types == ["text", "text", "template"]
@@ -170,7 +170,7 @@ def test_an_order_job_without_an_access_token_fails_and_its_retry_sends_once_the
         run(broker, worker)
     assert [m.json["to"] for m in fake_graph.messages()] == ["+351912345678"]
     assert last_job("notify_order").status == "succeeded"
-    assert db.session.scalars(select(OrderNotification)).one().state == "sent"
+    assert db.session.scalars(select(Message)).one().state == "sent"
 
 
 def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, stub_worker, fake_graph):
@@ -179,7 +179,7 @@ def test_an_order_message_cut_off_in_flight_is_not_sent_again(client, broker, st
     run(broker, stub_worker)
     job = last_job("notify_order")
     assert job.status == "failed" and job.attempts == 1 and "not resending" in job.last_error
-    assert db.session.scalars(select(OrderNotification)).one().state == "uncertain"
+    assert db.session.scalars(select(Message)).one().state == "uncertain"
 
     retry(job.id)
     run(broker, stub_worker)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tests.support import woo
 from tests.support.services import wait_for
 from wch.db import db
-from wch.models import Job, Order, OrderNotification, Product, WebhookDelivery
+from wch.models import Job, Message, Order, Product, WebhookDelivery
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -44,7 +44,7 @@ def finished(type_: str, count: int = 1, *, timeout: float = 30) -> list[Job]:
 def table_counts() -> dict[str, int]:
     db.session.rollback()
     counts = {m.__tablename__: db.session.scalar(select(func.count()).select_from(m))
-              for m in (Job, Product, Order, OrderNotification, WebhookDelivery)}
+              for m in (Job, Product, Order, Message, WebhookDelivery)}
     db.session.rollback()
     return counts
 
@@ -112,7 +112,7 @@ def test_a_completed_order_messages_the_customer_once_and_a_replay_does_not(rabb
     wait_for(lambda: [j for j in jobs("notify_order") if j.id == forced and j.status == "succeeded"],
              what="the forced job")
     assert len(fake_graph.messages()) == 1
-    assert [n.state for n in db.session.scalars(select(OrderNotification))] == ["sent"]
+    assert [n.state for n in db.session.scalars(select(Message))] == ["sent"]
 
 
 def test_server_errors_are_retried_on_the_schedule_then_succeed(rabbit_client, spawn_worker, fake_graph):
@@ -142,7 +142,7 @@ def test_an_undeliverable_number_fails_at_once_with_the_error_in_the_ledger(rabb
     assert "RecipientUnreachable" in job.last_error and "131026" in job.last_error
     assert TOKEN not in job.last_error and TOKEN not in (job.traceback or "")
     assert len(fake_graph.messages()) == 1
-    assert [n.state for n in db.session.scalars(select(OrderNotification))] == ["failed"]
+    assert [n.state for n in db.session.scalars(select(Message))] == ["failed"]
 
 
 def test_a_worker_killed_while_sending_does_not_make_the_customer_get_it_twice(rabbit_client, spawn_worker, fake_graph):
@@ -181,7 +181,7 @@ def test_bad_deliveries_get_their_status_and_touch_neither_the_database_nor_meta
         headers = {k: v for k, v in (headers | overrides).items() if v is not None}
         response = rabbit_client.post("/webhooks/woocommerce", data=body, headers=headers)
         assert response.status_code == status, name
-    assert table_counts() == {"jobs": 0, "products": 0, "orders": 0, "order_notifications": 0,
+    assert table_counts() == {"jobs": 0, "products": 0, "orders": 0, "messages": 0,
                               "webhook_deliveries": 0}
     # A good delivery afterwards goes through: the worker was listening all along and saw nothing else.
     woo.post(rabbit_client, "product.updated", woo.product(6))

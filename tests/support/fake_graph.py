@@ -7,12 +7,20 @@ It speaks the shapes wch uses:
 - ``POST /{version}/{catalog_id}/items_batch`` answers ``{"handles": ["<handle>"]}``;
 - ``GET /{version}/{catalog_id}/check_batch_request_status?handle=H`` answers
   ``{"data": [{"handle": H, "status": "finished", "errors": [], ...}]}`` (set
-  ``batch_status_value`` and ``batch_errors`` to report otherwise).
+  ``batch_status_value`` and ``batch_errors`` to report otherwise);
+- ``GET /{version}/{phone_number_id}?fields=...`` answers the number's
+  ``quality_rating`` and ``whatsapp_business_manager_messaging_limit`` (set
+  ``quality_rating`` and ``messaging_limit``).
 
 Every request is recorded (time, method, path, query, headers, parsed JSON),
 thread-safely. Tell it how to misbehave with :meth:`FakeGraph.fail`,
 :meth:`FakeGraph.rate_limit`, :meth:`FakeGraph.timeout` and
-:meth:`FakeGraph.slow`, for the next N requests or for one recipient. The tests
+:meth:`FakeGraph.slow`, for the next N requests or for one recipient; and how
+to lose an answer after acting on the request, as a broken network does to
+Meta's, with :meth:`FakeGraph.drop_connection` (read the request, close
+without answering), :meth:`FakeGraph.cut_answer` (headers and half the body,
+then close) and :meth:`FakeGraph.garble` (a 2xx that is not JSON, or JSON
+without the message id). The tests
 use it through the ``fake_graph`` fixture; ``fake_graph.url`` is a ``WHATSAPP_API_URL``.
 """
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -45,10 +54,19 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
-    kind: str  # "messages", "items_batch", "batch_status" or "unknown"
+    kind: str  # "messages", "items_batch", "batch_status", "phone_number" or "unknown"
     recipient: str | None = None
     status: int | None = None  # what the fake answers (None until it has decided)
-    answer: Any = None
+    answer: Any = None  # what Meta did: for a lost answer, what it would have said
+    lost: str | None = None  # how the answer was lost on the way back (a Rule's ``lose``), if it was
+
+    @property
+    def wamid(self) -> str | None:
+        """The message id Meta gave this send, whether or not the answer reached the client."""
+        try:
+            return self.answer["messages"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            return None
 
 
 @dataclass
@@ -68,6 +86,7 @@ class Rule:
     kind: str | None = None
     retry_after: str | None = None
     subcode: int | None = None
+    lose: str | None = None  # "drop", "cut", "not_json" or "no_id": act on the request, lose the answer
     used: int = field(default=0)
 
     def matches(self, record: Recorded) -> bool:
@@ -90,6 +109,8 @@ class FakeGraph:
         self.version = version
         self.batch_status_value = batch_status
         self.batch_errors: list[dict[str, Any]] = []  # what batch checks report as rejected items
+        self.quality_rating = "GREEN"
+        self.messaging_limit = "TIER_2K"
         self.requests: list[Recorded] = []
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
@@ -173,6 +194,23 @@ class FakeGraph:
         """Answer matching requests normally after ``seconds`` (all of them unless ``times``)."""
         return self._add(Rule(delay=seconds, times=times, recipient=recipient, kind=kind))
 
+    def drop_connection(self, *, times: int | None = 1, recipient: str | None = None,
+                        kind: str | None = None) -> Rule:
+        """Act on matching requests, then close the connection without a word of answer."""
+        return self._add(Rule(lose="drop", times=times, recipient=recipient, kind=kind))
+
+    def cut_answer(self, *, times: int | None = 1, recipient: str | None = None, kind: str | None = None) -> Rule:
+        """Act on matching requests, send the status line, the headers and half the body, then close."""
+        return self._add(Rule(lose="cut", times=times, recipient=recipient, kind=kind))
+
+    def garble(self, *, how: str = "not_json", times: int | None = 1, recipient: str | None = None,
+               kind: str | None = None) -> Rule:
+        """Act on matching requests and answer 200 with a body that is not JSON (``not_json``) or, for a
+        send, JSON without the message id (``no_id``)."""
+        if how not in ("not_json", "no_id"):
+            raise ValueError(f"unknown garbling {how!r}")
+        return self._add(Rule(lose=how, times=times, recipient=recipient, kind=kind))
+
     def clear_rules(self) -> None:
         with self._lock:
             self._rules.clear()
@@ -249,6 +287,10 @@ class FakeGraph:
             return 200, {"data": [{"handle": handle, "status": self.batch_status_value, "errors": self.batch_errors,
                                    "errors_total_count": len(self.batch_errors), "warnings": [],
                                    "warnings_total_count": 0}]}
+        if record.kind == "phone_number":
+            return 200, {"id": catalog_or_phone, "display_phone_number": "+1 555-010-0001",
+                         "quality_rating": self.quality_rating,
+                         "whatsapp_business_manager_messaging_limit": self.messaging_limit}
         return 404, _error(803, "(#803) Some of the aliases you requested do not exist", "OAuthException")
 
 
@@ -281,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = None
         segments = [s for s in parts.path.split("/") if s]
         kind, owner = "unknown", ""
+        if len(segments) == 2 and segments[0] == graph.version and self.command == "GET":
+            owner, kind = segments[1], "phone_number"
         if len(segments) == 3 and segments[0] == graph.version:
             owner = segments[1]
             kind = {("POST", "messages"): "messages", ("POST", "items_batch"): "items_batch",
@@ -308,16 +352,39 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = graph._success(record, owner)
         record.answer, record.status = answer, status
         body = json.dumps(answer).encode()
+        lose = rule.lose if rule is not None and status == 200 else None
+        record.lost = lose
+        if lose == "not_json":
+            body = b"<html><body>Service temporarily unavailable</body></html>"
+        elif lose == "no_id":
+            body = json.dumps({"messaging_product": "whatsapp", "contacts": answer.get("contacts", [])}).encode()
         try:
+            if lose == "drop":
+                self._close_abruptly()
+                return
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             if rule is not None and rule.retry_after is not None:
                 self.send_header("Retry-After", rule.retry_after)
             self.end_headers()
+            if lose == "cut":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self._close_abruptly()
+                return
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout); the request still counts as received
+
+    def _close_abruptly(self) -> None:
+        """End the connection here, as a network failure on Meta's side would."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _error(code: int, message: str, type_: str = "OAuthException", *, subcode: int | None = None) -> dict[str, Any]:

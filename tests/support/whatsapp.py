@@ -9,19 +9,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
-from wch.db import db, utcnow
+from wch import runtime
+from wch.db import db, transaction, utcnow
+from wch.messaging import campaigns
 from wch.models import Contact
 from wch.whatsapp.signature import HEADER, sign
 
 APP_SECRET = "test-app-secret-abcdef"
+SENDER = "1000001"  # the phone number id the tests send from
 VERIFY_TOKEN = "test-verify-token"
 WHATSAPP_ENV = {
     "WHATSAPP_ACCESS_TOKEN": "EAAtesttokenvalue1234567890",
-    "WHATSAPP_PHONE_NUMBER_ID": "1000001",
+    "WHATSAPP_PHONE_NUMBER_ID": SENDER,
     "WHATSAPP_APP_SECRET": APP_SECRET,
     "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
     "WHATSAPP_READ_TIMEOUT": "2",
+    "WCH_MESSAGING_LIMIT": "unlimited",  # the tests about the limit set their own
 }
 
 
@@ -47,6 +52,20 @@ def add_contacts(count: int, *, start: int = 0, opted_out: Iterable[int] = ()) -
     )
     db.session.commit()
     return phones
+
+
+def start_campaign(campaign_id: int, *, at: datetime | None = None) -> None:
+    """Start the campaign as the panel does, and commit."""
+    with transaction():
+        campaigns.start_campaign(campaign_id, at=at, max_broker_delay=runtime.settings().max_broker_delay)
+
+
+def campaign_progress(campaign_id: int) -> dict:
+    """The campaign's progress as the workers have left it, read in a transaction of its own."""
+    db.session.rollback()
+    info = campaigns.progress(campaign_id)
+    db.session.rollback()
+    return info
 
 
 def wa_id(e164: str) -> str:

@@ -14,18 +14,24 @@ CURRENCY = "EUR"
 _delivery = itertools.count(1)
 
 
+def store_env() -> dict[str, str]:
+    """The store's settings: its webhook secret, its currency, the order update template."""
+    return {
+        "WOOCOMMERCE_WEBHOOK_SECRET": SECRET,
+        "WCH_STORE_CURRENCY": CURRENCY,
+        "WCH_ORDER_TEMPLATE": "order_update",
+        "WCH_ORDER_TEMPLATE_LANGUAGE": "en_US",
+    }
+
+
 def sync_env(graph_url: str) -> dict[str, str]:
     """The settings (environment variables) that point wch's sync at the fake Graph API."""
-    return {
+    return store_env() | {
         "WHATSAPP_API_URL": graph_url,
         "WHATSAPP_ACCESS_TOKEN": "EAAtestaccesstoken0123456789sync",
         "WHATSAPP_PHONE_NUMBER_ID": "1055",
         "WHATSAPP_CATALOG_ID": "777",
         "WHATSAPP_READ_TIMEOUT": "1",
-        "WOOCOMMERCE_WEBHOOK_SECRET": SECRET,
-        "WCH_STORE_CURRENCY": CURRENCY,
-        "WCH_ORDER_TEMPLATE": "order_update",
-        "WCH_ORDER_TEMPLATE_LANGUAGE": "en_US",
         "WCH_CATALOG_CHECK_DELAY": "0",  # off, so tests count only the calls they are about
     }
 

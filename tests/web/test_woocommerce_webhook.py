@@ -111,6 +111,37 @@ def test_product_deleted_dispatches_a_catalog_sync(client):
     assert jobs()[-1].type == "sync_product" and jobs()[-1].status == "queued"
 
 
+TRASHED = woo.product(41, status="trash", date_modified_gmt="2026-11-03T00:00:00")
+
+
+@pytest.mark.parametrize("deleted", [{"id": 41}, TRASHED], ids=["deleted", "trashed"])
+def test_a_late_update_does_not_bring_a_deleted_product_back(client, deleted):
+    woo.post(client, "product.updated", woo.product(41, date_modified_gmt="2026-11-02T00:00:00"))
+    _finish_jobs()
+    woo.post(client, "product.deleted", deleted)
+    _finish_jobs()
+    # Older than the delete, or with no modification time at all: delivered late, it changes nothing.
+    for late in (woo.product(41, name="Late", date_modified_gmt="2026-11-02T12:00:00"),
+                 woo.product(41, name="Late", date_modified_gmt=None)):
+        response = woo.post(client, "product.updated", late)
+        assert response.status_code == 200 and response.json["job"] is None
+    product = db.session.scalars(select(Product)).one()
+    assert product.deleted_at is not None and product.name != "Late"
+
+
+@pytest.mark.parametrize("topic, modified", [("product.restored", "2026-11-04T00:00:00"),
+                                             ("product.updated", "2099-01-01T00:00:00")],
+                         ids=["restored", "modified-after-the-delete"])
+def test_a_restore_or_a_newer_modification_brings_a_deleted_product_back(client, topic, modified):
+    woo.post(client, "product.updated", woo.product(41, date_modified_gmt="2026-11-02T00:00:00"))
+    woo.post(client, "product.deleted", TRASHED)
+    _finish_jobs()
+    response = woo.post(client, topic, woo.product(41, name="Back", date_modified_gmt=modified))
+    assert response.status_code == 200 and response.json["job"] is not None
+    product = db.session.scalars(select(Product)).one()
+    assert product.deleted_at is None and product.name == "Back" and product.in_catalog
+
+
 def test_order_update_dispatches_a_notification_and_a_replay_adds_none(client):
     first = woo.post(client, "order.updated", woo.order(900, "completed"))
     replay = woo.post(client, "order.updated", woo.order(900, "completed"))

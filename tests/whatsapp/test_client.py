@@ -233,3 +233,23 @@ def test_a_read_timeout_may_have_sent_but_a_refused_connection_did_not(whatsapp,
     with pytest.raises(RetryLater) as raised:
         closed.send_text("15550001111", "hi")
     assert raised.value.sent_unknown is False
+
+
+@pytest.mark.parametrize("lose", ["drop", "cut", "not_json", "no_id"])
+def test_an_answer_lost_after_meta_acted_may_have_sent_and_the_next_call_works(whatsapp, fake_graph, lose):
+    {"drop": fake_graph.drop_connection, "cut": fake_graph.cut_answer,
+     "not_json": lambda: fake_graph.garble(how="not_json"), "no_id": lambda: fake_graph.garble(how="no_id")}[lose]()
+    with pytest.raises(RetryLater) as raised:
+        whatsapp.send_text("15550001111", "hi")
+    assert raised.value.sent_unknown is True
+    [request] = fake_graph.messages()
+    assert request.lost == lose and request.wamid  # Meta took it and gave it an id the client never saw
+    assert whatsapp.send_text("15550001111", "hi again").startswith("wamid.")
+    assert len(fake_graph.messages()) == 2
+
+
+def test_a_broken_answer_to_a_catalog_call_is_retried_later(whatsapp, fake_graph):
+    fake_graph.cut_answer(kind="items_batch")
+    with pytest.raises(RetryLater):
+        whatsapp.items_batch([{"method": "DELETE", "data": {"id": "SKU-1"}}])
+    assert whatsapp.items_batch([{"method": "DELETE", "data": {"id": "SKU-1"}}])["handles"]

@@ -18,9 +18,9 @@ from wch import runtime
 from wch.db import transaction
 from wch.jobs import JobType, job_actor
 from wch.jobs.schedule import claim_slot, minute_slot
-from wch.messaging import events
+from wch.messaging import events, messages
 from wch.messaging.campaigns import SEND_CAMPAIGN_BATCH, sending, sweep
-from wch.whatsapp import shared_client
+from wch.whatsapp import DEFAULT_SENDER, shared_client
 
 TRIGGER_BROADCAST_SWEEP = JobType("trigger_broadcast_sweep", queue="broadcast")
 
@@ -37,8 +37,8 @@ def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
 
 @job_actor(events.PROCESS_WHATSAPP_WEBHOOK, safe_to_repeat=True)
 def process_whatsapp_webhook(payload: dict[str, Any]) -> dict[str, int]:
-    """Apply the statuses and inbound messages of one WhatsApp webhook delivery."""
-    return events.apply_webhook(payload)
+    """Apply the statuses, inbound messages and standing updates of one WhatsApp webhook delivery."""
+    return events.apply_webhook(payload, sender=runtime.settings().whatsapp_phone_number_id or DEFAULT_SENDER)
 
 
 @job_actor(TRIGGER_BROADCAST_SWEEP, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
@@ -52,5 +52,10 @@ def trigger_broadcast_sweep() -> str | None:
 
 @job_actor(sweep.SWEEP_BROADCASTS, safe_to_repeat=True)
 def sweep_broadcasts() -> dict[str, int]:
-    """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches."""
-    return sweep.sweep(stale_after=timedelta(seconds=runtime.settings().broadcast_stale_claim))
+    """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches;
+    flag order and reminder messages a dead worker left sending."""
+    stale_after = timedelta(seconds=runtime.settings().broadcast_stale_claim)
+    result = sweep.sweep(stale_after=stale_after)
+    with transaction():
+        result["messages_flagged"] = messages.flag_left_sending(older_than=stale_after)
+    return result

@@ -27,8 +27,9 @@ TRIGGER_REMINDER_SCAN = JobType("trigger_reminder_scan", queue="carts")
 def cleanup_carts(trigger: str = "schedule") -> dict[str, Any]:
     """Delete carts that never converted and have been idle past ``WCH_CART_EXPIRY_HOURS``."""
     settings = runtime.settings()
-    run = cleanup_expired_carts(expiry_hours=settings.cart_expiry_hours, batch_size=settings.cleanup_batch_size,
-                                trigger=trigger)
+    run = cleanup_expired_carts(expiry_hours=settings.cart_expiry_hours,
+                                recovery_window_hours=settings.recovery_window_hours,
+                                batch_size=settings.cleanup_batch_size, trigger=trigger)
     return run.to_dict()
 
 
@@ -46,11 +47,13 @@ def trigger_reminder_scan() -> str | None:
 @job_actor(reminders.SCAN_ABANDONED_CARTS, time_limit=30 * 60 * 1000, safe_to_repeat=True)
 def scan_abandoned_carts(trigger: str = "schedule") -> int:
     """Dispatch one reminder job per cart idle past the configured delay."""
-    return reminders.scan()
+    return reminders.scan(cart_expiry_hours=runtime.settings().cart_expiry_hours)
 
 
 # Refusals other than "try later" fail at once, visibly, keeping the stamp: retrying would not help.
 @job_actor(reminders.SEND_CART_REMINDER, throws=(WhatsAppError,), safe_to_repeat=True)
 def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
     """Re-check the cart, stamp it reminded, and send the reminder (text in the 24 h window, else the template)."""
-    return reminders.send_reminder(lambda: shared_client(runtime.settings()), cart_id, updated_at)
+    settings = runtime.settings()
+    return reminders.send_reminder(lambda: shared_client(settings), cart_id, updated_at,
+                                   send_rate=settings.send_rate_limit)

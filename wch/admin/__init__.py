@@ -18,6 +18,7 @@ from wch.admin.campaigns import CampaignsView
 from wch.admin.carts import CartsView
 from wch.admin.dashboard import DashboardView
 from wch.admin.jobs import JobsView
+from wch.admin.messages import MessagesView
 from wch.admin.settings import SettingsView
 from wch.monitoring.humanize import duration
 
@@ -35,6 +36,7 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(CartsView(name="Carts", endpoint="carts", url="/admin/carts"))
     admin.add_view(CampaignsView(name="Campaigns", endpoint="campaigns", url="/admin/campaigns"))
     admin.add_view(SettingsView(name="Settings", endpoint="reminder_settings", url="/admin/settings"))
+    admin.add_view(MessagesView(name="Messages", endpoint="messages", url="/admin/messages"))
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["iso_when"] = lambda value: when(datetime.fromisoformat(value)) if value else "—"
     app.jinja_env.filters["ago"] = ago

@@ -14,11 +14,13 @@ from flask_admin import BaseView, expose
 
 from wch import runtime
 from wch.admin.auth import StaffOnly
-from wch.db import transaction
-from wch.messaging import campaigns
-from wch.models import RecipientStatus
+from wch.db import read_only, transaction
+from wch.messaging import campaigns, limits
+from wch.models import CampaignStatus, RecipientStatus
+from wch.whatsapp import DEFAULT_SENDER
 
 RECIPIENTS_PAGE = 100
+CLOSED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
 ACTIONS = {
     "pause": campaigns.pause_campaign,
     "resume": campaigns.resume_campaign,
@@ -74,7 +76,8 @@ class CampaignsView(StaffOnly, BaseView):
         flash(f"Campaign created with {total} recipient(s).", "success")
         if result.bad_count:
             flash(f"{result.bad_count} CSV row(s) were left out; see the report below.", "warning")
-        return self.render("admin/wch/campaign_created.html", result=result, campaign_id=campaign_id)
+        return self.render("admin/wch/campaign_created.html", result=result, campaign_id=campaign_id,
+                           plan=_plan(campaign_id))
 
     @expose("/<int:campaign_id>")
     def details(self, campaign_id: int):
@@ -87,7 +90,8 @@ class CampaignsView(StaffOnly, BaseView):
         page = max(0, request.args.get("page", 0, type=int))
         rows = campaigns.list_recipients(campaign_id, status=status or None, limit=RECIPIENTS_PAGE + 1,
                                          offset=page * RECIPIENTS_PAGE)
-        return self.render("admin/wch/campaign_detail.html", c=progress, recipients=rows[:RECIPIENTS_PAGE],
+        plan = _plan(campaign_id) if progress["status"] not in CLOSED else None
+        return self.render("admin/wch/campaign_detail.html", c=progress, plan=plan, recipients=rows[:RECIPIENTS_PAGE],
                            has_more=len(rows) > RECIPIENTS_PAGE, page=page, status=status,
                            statuses=[s.value for s in RecipientStatus])
 
@@ -115,6 +119,14 @@ class CampaignsView(StaffOnly, BaseView):
         except campaigns.CampaignError as error:
             flash(str(error), "danger")
         return redirect(url_for(".details", campaign_id=campaign_id))
+
+
+def _plan(campaign_id: int) -> dict:
+    """How the campaign's recipients still to send spread over the days WhatsApp's messaging limit allows."""
+    settings = runtime.settings()
+    with read_only():
+        return limits.plan_campaign(campaign_id, sender=settings.whatsapp_phone_number_id or DEFAULT_SENDER,
+                                    configured=settings.messaging_limit)
 
 
 def _start_time(form) -> datetime | None:

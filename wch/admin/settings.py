@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 
+from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.carts import reminder_settings
 from wch.db import read_only, transaction
@@ -21,12 +22,13 @@ class SettingsView(StaffOnly, BaseView):
     @expose("/", methods=["GET", "POST"])
     def index(self):
         errors: dict[str, str] = {}
+        expiry_hours = runtime.settings().cart_expiry_hours
         if request.method == "POST":
             values = {key: request.form.get(key, "") for key in FIELDS}
             values["enabled"] = request.form.get("enabled") == "on"
             try:
                 with transaction():
-                    reminder_settings.save_settings(values)
+                    reminder_settings.save_settings(values, cart_expiry_hours=expiry_hours)
                 flash("Reminder settings saved.", "success")
                 return redirect(url_for(".index"))
             except reminder_settings.ReminderSettingsError as error:
@@ -37,4 +39,5 @@ class SettingsView(StaffOnly, BaseView):
         return self.render("admin/wch/settings.html", values=values, errors=errors, preview=PREVIEW,
                            placeholders=reminder_settings.PLACEHOLDERS,
                            min_hours=reminder_settings.MIN_DELAY_HOURS,
-                           max_hours=reminder_settings.MAX_DELAY_HOURS), 400 if errors else 200
+                           max_hours=reminder_settings.MAX_DELAY_HOURS,
+                           expiry_hours=expiry_hours), 400 if errors else 200

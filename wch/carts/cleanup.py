@@ -1,4 +1,8 @@
-"""The cleanup of expired carts: unconverted carts idle past the expiry are deleted in short batches."""
+"""The cleanup of expired carts: unconverted carts idle past the expiry are deleted in short batches.
+
+A cart that was reminded is kept until its recovery window has passed too,
+so an order its customer places in that window still counts it recovered.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
 from wch.db import db, transaction, utcnow
 from wch.jobs import JobType, dispatch
@@ -22,6 +26,14 @@ def expiry_cutoff(expiry_hours: int, *, now: datetime | None = None) -> datetime
     return (now or utcnow()) - timedelta(hours=expiry_hours)
 
 
+def _expired(expiry_hours: int, recovery_window_hours: int, now: datetime | None = None):
+    """Unconverted carts idle past the expiry whose reminder (if any) is older than the recovery window."""
+    now = now or utcnow()
+    return (Cart.status.in_(UNCONVERTED), Cart.updated_at < expiry_cutoff(expiry_hours, now=now),
+            or_(Cart.reminder_sent_at.is_(None),
+                Cart.reminder_sent_at < now - timedelta(hours=recovery_window_hours)))
+
+
 def cleanup_later(trigger: str, *, unique: bool = False) -> Job:
     """Dispatch a cleanup job; ``unique``: return the one already pending instead (a double click queues one)."""
     return dispatch(CLEANUP_CARTS, {"trigger": trigger}, unique=unique)
@@ -30,11 +42,14 @@ def cleanup_later(trigger: str, *, unique: bool = False) -> Job:
 def cleanup_expired_carts(
     *,
     expiry_hours: int,
+    recovery_window_hours: int,
     batch_size: int,
     trigger: str,
     progress: Callable[[int], None] | None = None,
 ) -> CleanupRun:
     """Delete unconverted carts idle longer than ``expiry_hours``, ``batch_size`` per transaction.
+
+    A reminded cart is kept until ``recovery_window_hours`` after its reminder.
 
     Each batch is its own short transaction, so the web app and workers are
     never locked out for long and memory does not grow with the number of
@@ -53,7 +68,7 @@ def cleanup_expired_carts(
     longest = 0.0
     expired = (
         select(Cart.id)
-        .where(Cart.status.in_(UNCONVERTED), Cart.updated_at < cutoff)
+        .where(*_expired(expiry_hours, recovery_window_hours))
         .limit(batch_size)
         .scalar_subquery()
     )
@@ -78,7 +93,7 @@ def cleanup_expired_carts(
     return run
 
 
-def count_expired(expiry_hours: int) -> int:
-    cutoff = expiry_cutoff(expiry_hours)
-    query = select(func.count()).select_from(Cart).where(Cart.status.in_(UNCONVERTED), Cart.updated_at < cutoff)
+def count_expired(expiry_hours: int, recovery_window_hours: int) -> int:
+    """How many carts the cleanup would delete now."""
+    query = select(func.count()).select_from(Cart).where(*_expired(expiry_hours, recovery_window_hours))
     return db.session.scalar(query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select, update
@@ -11,13 +12,14 @@ from wch.messaging import contacts
 from wch.models import Cart, CartStatus
 
 
-def mark_recovered(phone: str, order_id: str | int, total: Decimal | str | float) -> int:
+def mark_recovered(phone: str, order_id: str | int, total: Decimal | str | float, *, window_hours: int) -> int:
     """Mark the reminded carts of the customer at ``phone`` recovered by ``order_id`` worth ``total``.
 
     Called when a new order is recorded (the order webhook), in its
-    transaction: the caller commits. Only carts that were reminded and not
-    already recovered count; the order's revenue goes on the most recently
-    reminded one. Returns how many carts were marked.
+    transaction: the caller commits. Only carts reminded in the last
+    ``window_hours`` and not already recovered count (the cleanup keeps them
+    that long); the order's revenue goes on the most recently reminded one.
+    Returns how many carts were marked.
     """
     try:
         phone = contacts.normalize_phone(phone)
@@ -26,7 +28,8 @@ def mark_recovered(phone: str, order_id: str | int, total: Decimal | str | float
         return 0
     cart = db.session.scalars(
         select(Cart)
-        .where(Cart.customer_phone == phone, Cart.reminder_sent_at.is_not(None), Cart.recovered_at.is_(None),
+        .where(Cart.customer_phone == phone, Cart.reminder_sent_at >= utcnow() - timedelta(hours=window_hours),
+               Cart.recovered_at.is_(None),
                Cart.status.in_((CartStatus.ABANDONED.value, CartStatus.ACTIVE.value)))
         .order_by(Cart.reminder_sent_at.desc())
         .limit(1)

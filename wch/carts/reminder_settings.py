@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from typing import Any
 
 from wch.db import db, utcnow
+from wch.messaging.placeholders import PlaceholderError, check
 from wch.models import ReminderSettings
 from wch.models.reminders import DEFAULT_MESSAGE
 
@@ -32,14 +32,23 @@ def _defaults() -> ReminderSettings:
                             template_language="en_US", cart_url=None, updated_at=utcnow())
 
 
-def validate_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+def check_delay(delay_hours: int, *, cart_expiry_hours: int) -> None:
+    """Refuse a reminder delay the cleanup would beat: carts idle ``cart_expiry_hours`` are deleted unreminded."""
+    if delay_hours >= cart_expiry_hours:
+        raise ReminderSettingsError({"delay_hours": (
+            f"must be shorter than the cart expiry (WCH_CART_EXPIRY_HOURS, {cart_expiry_hours} h), got "
+            f"{delay_hours} h: idle carts are deleted before they would be reminded")})
+
+
+def validate_settings(data: Mapping[str, Any], *, cart_expiry_hours: int) -> dict[str, Any]:
     """Check edited reminder settings (the panel's form, the CLI); returns the cleaned values.
 
-    Fields: ``enabled`` (bool), ``delay_hours`` (1–720), ``message`` (only the
-    placeholders {name} {items} {total} {cart_link}), ``template_name`` (the
-    approved template used outside the 24-hour window; required when enabled),
-    ``template_language`` (e.g. en_US), ``cart_url`` (may use {cart_id}).
-    Missing fields keep their current value. Raises :class:`ReminderSettingsError`.
+    Fields: ``enabled`` (bool), ``delay_hours`` (1–720, and shorter than
+    ``cart_expiry_hours``), ``message`` (only the placeholders {name} {items}
+    {total} {cart_link}), ``template_name`` (the approved template used
+    outside the 24-hour window; required when enabled), ``template_language``
+    (e.g. en_US), ``cart_url`` (may use {cart_id}). Missing fields keep their
+    current value. Raises :class:`ReminderSettingsError`.
     """
     current = get_settings().to_dict()
     values = {**current, **{k: v for k, v in data.items() if k in current}}
@@ -57,6 +66,11 @@ def validate_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     else:
         if not MIN_DELAY_HOURS <= delay <= MAX_DELAY_HOURS:
             errors["delay_hours"] = f"must be between {MIN_DELAY_HOURS} and {MAX_DELAY_HOURS} hours, got {delay}"
+        else:
+            try:
+                check_delay(delay, cart_expiry_hours=cart_expiry_hours)
+            except ReminderSettingsError as error:
+                errors |= error.errors
         values["delay_hours"] = delay
 
     message = str(values["message"] or "").strip()
@@ -84,9 +98,9 @@ def validate_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def save_settings(data: Mapping[str, Any]) -> ReminderSettings:
-    """Validate and store reminder settings. The caller commits."""
-    values = validate_settings(data)
+def save_settings(data: Mapping[str, Any], *, cart_expiry_hours: int) -> ReminderSettings:
+    """Validate and store reminder settings (see :func:`validate_settings`). The caller commits."""
+    values = validate_settings(data, cart_expiry_hours=cart_expiry_hours)
     row = db.session.get(ReminderSettings, 1)
     if row is None:
         row = _defaults()
@@ -98,11 +112,7 @@ def save_settings(data: Mapping[str, Any]) -> ReminderSettings:
 
 def _placeholder_problem(text: str, allowed: tuple[str, ...]) -> str | None:
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError as error:
-        return f"{error} (write {{{{ and }}}} for literal braces)"
-    unknown = names - set(allowed)
-    if unknown:
-        known = " ".join("{" + name + "}" for name in allowed)
-        return f"unknown placeholder(s) {', '.join('{' + n + '}' for n in sorted(unknown))} (allowed: {known})"
+        check(text, allowed)
+    except PlaceholderError as error:
+        return str(error)
     return None

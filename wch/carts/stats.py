@@ -15,12 +15,12 @@ from wch.models import Cart, CartStatus, CleanupRun
 RECOVERY_WINDOW = timedelta(days=7)
 
 
-def cart_stats(expiry_hours: int) -> dict[str, Any]:
+def cart_stats(expiry_hours: int, recovery_window_hours: int) -> dict[str, Any]:
     """Carts by status, expired ones awaiting cleanup, reminders and recoveries, and the last cleanup run."""
     counts = dict(db.session.execute(select(Cart.status, func.count()).group_by(Cart.status)).all())
     return {
         **{status.value: counts.get(status.value, 0) for status in CartStatus},
-        "expired_awaiting_cleanup": count_expired(expiry_hours),
+        "expired_awaiting_cleanup": count_expired(expiry_hours, recovery_window_hours),
         **recovery_stats(),
         "last_cleanup": last_cleanup(),
     }

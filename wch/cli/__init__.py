@@ -23,12 +23,13 @@ def register_commands(app: Flask) -> None:
     from wch.cli.carts import carts
     from wch.cli.demo import demo
     from wch.cli.jobs import jobs
+    from wch.cli.messages import messages_cli
     from wch.cli.sync import sync
     from wch.cli.up import up
     from wch.cli.users import users
     from wch.cli.workers import workers
 
-    for command in (jobs, carts, workers, up, users, demo, sync, campaigns_cli):
+    for command in (jobs, carts, workers, up, users, demo, sync, campaigns_cli, messages_cli):
         app.cli.add_command(command)
 
 

@@ -11,8 +11,9 @@ from flask.cli import with_appcontext
 from wch import runtime
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import read_only, transaction
-from wch.messaging import campaigns
+from wch.messaging import campaigns, limits
 from wch.models import CampaignStatus
+from wch.whatsapp import DEFAULT_SENDER
 
 FINISHED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value, CampaignStatus.FAILED.value)
 
@@ -50,6 +51,7 @@ def create(name, template_name, language, parameters, text, csv_file, all_contac
         click.echo(f"... and {result.bad_count - len(bad)} more bad row(s)", err=True)
     if result.bad_count:
         click.echo(f"{total} recipient(s), {result.bad_count} row(s) left out", err=True)
+    click.echo(_plan(campaign_id)["text"], err=True)
     click.echo(campaign_id)
 
 
@@ -102,6 +104,21 @@ def retry_failed(campaign_id: int) -> None:
 
 @campaigns_cli.command()
 @click.argument("campaign_id", type=int)
+@json_option
+@with_appcontext
+def plan(campaign_id: int, as_json: bool) -> None:
+    """How the recipients still to send spread over the days WhatsApp's messaging limit allows."""
+    _progress(campaign_id)  # refuses an unknown campaign
+    info = _plan(campaign_id)
+    if as_json:
+        echo_json(info)
+        return
+    click.echo(info["text"])
+    click.echo(f"(messaging limit {info['limit']} customers / 24 h; {info['used_24h']:,} messaged in the last 24 h)")
+
+
+@campaigns_cli.command()
+@click.argument("campaign_id", type=int)
 @click.option("--watch/--no-watch", default=True, help="Follow a sending campaign with a live progress bar.")
 @json_option
 @with_appcontext
@@ -112,6 +129,8 @@ def show(campaign_id: int, watch: bool, as_json: bool) -> None:
         echo_json(info)
         return
     _print_summary(info)
+    if info["status"] not in FINISHED:
+        click.echo(f"  plan: {_plan(campaign_id)['text']}")
     if not watch or info["status"] in FINISHED or info["status"] == CampaignStatus.DRAFT.value:
         return
     with click.progressbar(length=info["total"], label="settled", show_pos=True) as bar:
@@ -149,6 +168,13 @@ def _progress(campaign_id: int) -> dict:
     # Each look in a read of its own: the watch sleeps between them, holding nothing.
     with refusals(campaigns.CampaignError), read_only():
         return campaigns.progress(campaign_id)
+
+
+def _plan(campaign_id: int) -> dict:
+    settings = runtime.settings()
+    with read_only():
+        return limits.plan_campaign(campaign_id, sender=settings.whatsapp_phone_number_id or DEFAULT_SENDER,
+                                    configured=settings.messaging_limit)
 
 
 def _change(function, *args, **kwargs):

@@ -10,8 +10,9 @@ from flask.cli import with_appcontext
 from wch import runtime
 from wch.carts import reminders
 from wch.carts.cleanup import cleanup_expired_carts, count_expired
+from wch.carts.reminder_settings import ReminderSettingsError
 from wch.carts.stats import cart_stats
-from wch.cli.output import echo_json, json_option
+from wch.cli.output import echo_json, json_option, refusals
 from wch.db import read_only
 
 
@@ -28,11 +29,12 @@ def cleanup(trigger: str, as_json: bool) -> None:
     """Delete expired carts now, in batches."""
     settings = runtime.settings()
     with read_only():
-        expected = count_expired(settings.cart_expiry_hours)
+        expected = count_expired(settings.cart_expiry_hours, settings.recovery_window_hours)
     bar_output = io.StringIO() if as_json else None  # keep the JSON clean
     with click.progressbar(length=expected, label="Deleting expired carts", file=bar_output) as bar:
         run = cleanup_expired_carts(
             expiry_hours=settings.cart_expiry_hours,
+            recovery_window_hours=settings.recovery_window_hours,
             batch_size=settings.cleanup_batch_size,
             trigger=trigger,
             progress=bar.update,
@@ -50,7 +52,8 @@ def cleanup(trigger: str, as_json: bool) -> None:
 def stats(as_json: bool) -> None:
     """Carts by status, expired carts awaiting cleanup, and the last cleanup run."""
     with read_only():
-        stats = cart_stats(runtime.settings().cart_expiry_hours)
+        settings = runtime.settings()
+        stats = cart_stats(settings.cart_expiry_hours, settings.recovery_window_hours)
     if as_json:
         echo_json(stats)
         return
@@ -69,7 +72,8 @@ def stats(as_json: bool) -> None:
 @with_appcontext
 def remind(as_json: bool) -> None:
     """Dispatch abandoned-cart reminders now for every cart idle past the delay."""
-    count = reminders.scan()
+    with refusals(ReminderSettingsError):
+        count = reminders.scan(cart_expiry_hours=runtime.settings().cart_expiry_hours)
     if as_json:
         echo_json({"dispatched": count})
     else:

@@ -4,8 +4,10 @@ from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientS
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact
 from wch.models.jobs import Job, JobAttempt, JobStatus, ScheduleSlot
+from wch.models.messages import Message, MessageState
+from wch.models.phone_numbers import PhoneNumber
 from wch.models.reminders import ReminderSettings
-from wch.models.store import Order, OrderNotification, Product, WebhookDelivery
+from wch.models.store import Order, Product, WebhookDelivery
 from wch.models.users import Role, User
 from wch.models.workers import WorkerProcess
 
@@ -20,7 +22,9 @@ __all__ = [
     "JobAttempt",
     "JobStatus",
     "Order",
-    "OrderNotification",
+    "PhoneNumber",
+    "Message",
+    "MessageState",
     "Product",
     "Recipient",
     "RecipientStatus",

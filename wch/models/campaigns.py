@@ -114,6 +114,8 @@ class Recipient(db.Model):
         # A batch finds its own claimed rows, and the sweep stale claims, by this one.
         Index("ix_campaign_recipients_claimed", "claim", sqlite_where=_CLAIMED_SQL, postgresql_where=_CLAIMED_SQL),
         Index("ix_campaign_recipients_wamid", "wamid"),
+        # The customers messaged in the last 24 hours (WhatsApp's messaging limit).
+        Index("ix_campaign_recipients_sent_at", "sent_at"),
         # The sweep looks for sends left in flight by a worker that died.
         Index("ix_campaign_recipients_in_flight", "claimed_at", sqlite_where=_SENDING_SQL,
               postgresql_where=_SENDING_SQL),
@@ -128,7 +130,7 @@ class Recipient(db.Model):
 class SendRate(db.Model):
     """The next free send slot of one WhatsApp phone number, shared by every process.
 
-    ``next_slot_us`` is a Unix time in microseconds; see :mod:`wch.messaging.ratelimit`.
+    ``next_slot_us`` is a Unix time in microseconds; see :mod:`wch.messaging.budget`.
     """
 
     __tablename__ = "send_rates"

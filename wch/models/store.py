@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wch.db import UTCDateTime, db, utcnow
@@ -56,7 +56,8 @@ class Product(db.Model):
 
 
 class Order(db.Model):
-    """A WooCommerce order and the last status its customer was told about."""
+    """A WooCommerce order and the last status its customer was told about (its messages are
+    :class:`~wch.models.messages.Message` rows, subject ``order:<store id>:<status>``)."""
 
     __tablename__ = "orders"
 
@@ -75,31 +76,6 @@ class Order(db.Model):
 
     def to_dict(self) -> dict[str, Any]:
         return self.values("store_id", "number", "status", "customer_name", "total", "currency", "notified_status")
-
-
-class OrderNotification(db.Model):
-    """The one message a customer gets about one status of one order.
-
-    The row is committed (``sending``) before the call to Meta, so a job that is
-    retried, redelivered after its worker died, or dispatched again by a
-    repeated webhook never sends a second message. ``state``: ``sending``,
-    ``sent``, ``failed`` (Meta refused; a retry may send), ``uncertain`` (the
-    call was cut off after it left: Meta may have sent it, so it is not resent).
-    """
-
-    __tablename__ = "order_notifications"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str | None] = mapped_column(String(16))
-    wamid: Mapped[str | None] = mapped_column(String(200))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    __table_args__ = (UniqueConstraint("order_id", "status", name="uq_order_notifications_order_status"),)
 
 
 class WebhookDelivery(db.Model):

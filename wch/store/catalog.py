@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,12 +32,14 @@ CATALOG_FIELDS = ("retailer_id", "name", "description", "price", "sale_price", "
 INVENTORY_FIELDS = ("stock_quantity", "availability")
 
 
-def record_product(snapshot: ProductSnapshot) -> tuple[Product | None, str]:
+def record_product(snapshot: ProductSnapshot, *, restored: bool = False) -> tuple[Product | None, str]:
     """Store ``snapshot``; return the product and what changed for the catalog.
 
     The change is ``"catalog"`` (new, restored or anything the catalog shows),
     ``"inventory"`` (only stock), ``"none"``, or ``"stale"`` when the snapshot is
     older than the one kept (webhooks can arrive out of order; nothing is written).
+    A deleted product stays deleted: only ``restored`` (a ``product.restored``
+    delivery) or a store modification newer than the delete brings it back.
     """
     product = db.session.scalars(select(Product).where(Product.store_id == snapshot.store_id)).first()
     now = utcnow()
@@ -48,8 +51,10 @@ def record_product(snapshot: ProductSnapshot) -> tuple[Product | None, str]:
     if (snapshot.modified_at is not None and product.store_modified_at is not None
             and snapshot.modified_at < product.store_modified_at):
         return product, "stale"
-    restored = product.deleted_at is not None
-    catalog_changed = restored or any(getattr(product, f) != getattr(snapshot, f) for f in CATALOG_FIELDS)
+    deleted = product.deleted_at is not None
+    if deleted and not restored and not _newer(snapshot.modified_at, product.store_modified_at):
+        return product, "stale"
+    catalog_changed = deleted or any(getattr(product, f) != getattr(snapshot, f) for f in CATALOG_FIELDS)
     inventory_changed = any(getattr(product, f) != getattr(snapshot, f) for f in INVENTORY_FIELDS)
     _apply(product, snapshot, now)
     product.deleted_at = None
@@ -58,14 +63,25 @@ def record_product(snapshot: ProductSnapshot) -> tuple[Product | None, str]:
     return product, "inventory" if inventory_changed else "none"
 
 
-def record_product_deleted(store_id: int) -> Product:
-    """Mark the product deleted (a stub row if wch never saw it, so a late update cannot resurrect it)."""
+def _newer(modified_at: datetime | None, than: datetime | None) -> bool:
+    return modified_at is not None and (than is None or modified_at > than)
+
+
+def record_product_deleted(store_id: int, *, modified_at: datetime | None = None) -> Product:
+    """Mark the product deleted (a stub row if wch never saw it, so a late update cannot resurrect it).
+
+    The delete counts as a store modification at ``modified_at`` (the
+    payload's, else now): only a newer one, or ``product.restored``, undoes it.
+    """
     product = db.session.scalars(select(Product).where(Product.store_id == store_id)).first()
     now = utcnow()
     if product is None:
         product = Product(store_id=store_id, retailer_id=f"wc_{store_id}", name="", currency="",
-                          availability="out of stock", store_status="trash", store_modified_at=now)
+                          availability="out of stock", store_status="trash")
         db.session.add(product)
+    deleted_at = modified_at or now
+    if product.store_modified_at is None or product.store_modified_at < deleted_at:
+        product.store_modified_at = deleted_at
     product.deleted_at = now
     product.updated_at = now
     return product

@@ -19,7 +19,7 @@ from wch.config import Settings
 from wch.db import db, insert_unless_present, transaction, utcnow
 from wch.models import WebhookDelivery
 from wch.store import catalog, orders
-from wch.store.woocommerce import PRODUCT_DELETED, PRODUCT_TOPICS
+from wch.store.woocommerce import PRODUCT_DELETED, PRODUCT_RESTORED, PRODUCT_TOPICS
 
 SOURCE = "woocommerce"
 FORGET_BATCH = 5000
@@ -67,15 +67,15 @@ def _remember(delivery_id: str, topic: str, store_id: int) -> bool:
 
 def _record(topic: str, store_id: int, snapshot: Any, settings: Settings) -> str | None:
     if topic == PRODUCT_DELETED:
-        product = catalog.record_product_deleted(store_id)
+        product = catalog.record_product_deleted(store_id, modified_at=snapshot)
         db.session.flush()
         job = catalog.request_sync(product, "catalog")
     elif topic in PRODUCT_TOPICS:
-        product, change = catalog.record_product(snapshot)
+        product, change = catalog.record_product(snapshot, restored=topic == PRODUCT_RESTORED)
         db.session.flush()
         job = catalog.request_sync(product, change)
     else:
-        order, newer = orders.record_order(snapshot)
+        order, newer = orders.record_order(snapshot, recovery_window_hours=settings.recovery_window_hours)
         db.session.flush()
         job = orders.request_notification(order, settings) if newer else None
     return job.id if job is not None else None

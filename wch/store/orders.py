@@ -1,9 +1,16 @@
 """Tell customers on WhatsApp when their order changes status: once per (order, status).
 
-The notification row is committed as ``sending`` before Meta is called. A
-retried job, a job redelivered after its worker died, or a second job from a
-repeated webhook finds that row and sends nothing; only an error answer from
-Meta (the message certainly was not sent) releases it for the next attempt.
+The message's row (:mod:`wch.messaging.messages`, subject
+``order:<store id>:<status>``) is committed as ``sending`` before Meta is
+called. A retried job, a job redelivered after its worker died, or a second
+job from a repeated webhook finds that row and sends nothing; only an error
+answer from Meta (the message certainly was not sent) lets a later attempt
+send it. Order messages go first in the number's send budget.
+
+What the store sends is not trusted: the name and order number are
+sanitised (:mod:`wch.messaging.sanitise`), only the statuses in
+``WCH_ORDER_NOTIFY_STATUSES`` (paid and fulfilment ones by default) are told,
+and no customer gets more than ``WCH_ORDER_MESSAGES_PER_DAY`` a day.
 """
 
 from __future__ import annotations
@@ -12,14 +19,15 @@ import logging
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from wch.carts.recovery import mark_recovered
 from wch.config import Settings
 from wch.db import db, read_only, transaction, utcnow
 from wch.jobs import JobType, dispatch
-from wch.messaging import contacts
-from wch.models import Job, Order, OrderNotification
+from wch.messaging import contacts, messages
+from wch.messaging.budget import Priority, SendBudget
+from wch.messaging.sanitise import safe_name, safe_reference
+from wch.models import Job, MessageState, Order
 from wch.store.woocommerce import OrderSnapshot
 from wch.whatsapp import MissingSetting, NeedsTemplate, WhatsAppClient, WhatsAppError
 
@@ -27,14 +35,12 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_ORDER = JobType("notify_order", queue="sync")
 
-SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
-
 
 class MessageMayHaveBeenSent(Exception):
     """Meta's answer was lost after the message left; it is not sent again, to avoid a duplicate."""
 
 
-def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
+def record_order(snapshot: OrderSnapshot, *, recovery_window_hours: int) -> tuple[Order, bool]:
     """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written).
 
     A new order marks its customer's reminded cart recovered (:func:`wch.carts.recovery.mark_recovered`).
@@ -58,7 +64,7 @@ def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
     order.updated_at = utcnow()
     if first_seen and order.customer_phone:
         # A new order from a reminded customer recovers their cart; later deliveries of it count nothing.
-        mark_recovered(order.customer_phone, snapshot.store_id, snapshot.total)
+        mark_recovered(order.customer_phone, snapshot.store_id, snapshot.total, window_hours=recovery_window_hours)
     return order, True
 
 
@@ -102,82 +108,62 @@ def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
         result: dict[str, Any] = {"store_id": store_id, "status": status}
         if status not in settings.order_notify_statuses:
             return result | {"skipped": "status not notified"}
-        if order.notified_status == status:
+        subject = f"order:{store_id}:{status}"
+        if order.notified_status == status and messages.state_of(subject) != MessageState.FAILED.value:
             return result | {"skipped": "customer already told"}
         if not phone:
             return result | {"skipped": "no valid phone number"}
         opted_out, in_window = _recipient(phone)
         if opted_out:
             return result | {"skipped": "customer opted out"}
-        text = _text(order)
-        parameters = [_first_name(order.customer_name), order.number, _label(status)]
+        name, number = safe_name(order.customer_name), safe_reference(order.number, fallback=str(store_id))
+        text = f"Hi {name}, your order #{number} is now {_label(status)}."
+        parameters = [name, number, _label(status)]
         order_id = order.id
     # Before the claim: a client that cannot be built (no token) must not leave the message claimed, unsent.
     client = client_factory()
-    notification = _claim(order_id, status)
-    if notification is None:
+    form = "text" if in_window else "template"
+    with transaction():
+        if messages.sent_today(phone, "order") >= settings.order_messages_per_day:
+            return result | {"skipped": f"this customer had {settings.order_messages_per_day} order messages today"}
+        message_id = messages.claim("order", subject, phone, form=form, resend=messages.Resend(
+            NOTIFY_ORDER.name, {"store_id": store_id}, unique=str(store_id)))
+    if message_id is None:
         return result | {"skipped": "message already sent or being sent"}
 
-    kind = "text" if in_window else "template"
+    budget = SendBudget(sender=client.sender, rate=settings.send_rate_limit)
     try:
         try:
-            if kind == "text":
-                wamid = client.send_text(phone, text, callback_data=f"order:{store_id}:{status}")
+            if form == "text":
+                wamid = budget.send(Priority.TRANSACTIONAL,
+                                    lambda: client.send_text(phone, text, callback_data=subject))
             else:
-                wamid = _send_template(client, settings, phone, parameters, store_id, status)
+                wamid = _send_template(budget, client, settings, phone, parameters, subject)
         except NeedsTemplate:
             # The 24-hour window closed since the customer's last message; Meta sent nothing.
-            kind = "template"
-            wamid = _send_template(client, settings, phone, parameters, store_id, status)
+            form = "template"
+            with transaction():
+                messages.set_form(message_id, form)
+            wamid = _send_template(budget, client, settings, phone, parameters, subject)
     except WhatsAppError as error:
-        _release(notification, error)
+        with transaction():
+            messages.mark_not_sent(message_id, error)
         if error.sent_unknown:
             raise MessageMayHaveBeenSent(f"{error}; not resending order {store_id}'s {status!r} message") from None
         raise
-    now = utcnow()
     with transaction():
-        db.session.execute(update(OrderNotification).where(OrderNotification.id == notification)
-                           .values(state=SENT, kind=kind, wamid=wamid, sent_at=now, error=None))
-        db.session.execute(update(Order).where(Order.id == order_id).values(notified_status=status, notified_at=now))
-    return result | {"sent": kind, "wamid": wamid}
+        messages.mark_sent(message_id, wamid)
+        db.session.execute(update(Order).where(Order.id == order_id)
+                           .values(notified_status=status, notified_at=utcnow()))
+    return result | {"sent": form, "wamid": wamid}
 
 
-def _send_template(client: WhatsAppClient, settings: Settings, phone: str, parameters: list[str],
-                   store_id: int, status: str) -> str:
+def _send_template(budget: SendBudget, client: WhatsAppClient, settings: Settings, phone: str,
+                   parameters: list[str], subject: str) -> str:
     if not settings.order_template:
         raise MissingSetting("WCH_ORDER_TEMPLATE is not set: outside the 24-hour window only a template can be sent")
-    return client.send_template(phone, settings.order_template, settings.order_template_language, parameters,
-                                callback_data=f"order:{store_id}:{status}")
-
-
-def _claim(order_id: int, status: str) -> int | None:
-    """Take the (order, status) message for this attempt; ``None`` if it was sent or is being sent."""
-    try:
-        with transaction():
-            row = OrderNotification(order_id=order_id, status=status, state=SENDING, created_at=utcnow())
-            db.session.add(row)
-            db.session.flush()
-            # Read before commit: reading it after would open a transaction (a SQLite lock) for the send.
-            row_id = row.id
-        return row_id
-    except IntegrityError:
-        pass
-    with transaction():
-        return db.session.execute(
-            update(OrderNotification)
-            .where(OrderNotification.order_id == order_id, OrderNotification.status == status,
-                   OrderNotification.state == FAILED)
-            .values(state=SENDING, error=None)
-            .returning(OrderNotification.id)
-        ).scalar()
-
-
-def _release(notification_id: int, error: WhatsAppError) -> None:
-    """Record why the send failed; a certain failure lets a later attempt send, an uncertain one does not."""
-    state = UNCERTAIN if error.sent_unknown else FAILED
-    with transaction():
-        db.session.execute(update(OrderNotification).where(OrderNotification.id == notification_id)
-                           .values(state=state, error=str(error)[:2000]))
+    return budget.send(Priority.TRANSACTIONAL, lambda: client.send_template(
+        phone, settings.order_template, settings.order_template_language, parameters, callback_data=subject))
 
 
 def _recipient(phone: str) -> tuple[bool, bool]:
@@ -190,11 +176,3 @@ def _recipient(phone: str) -> tuple[bool, bool]:
 
 def _label(status: str) -> str:
     return status.replace("-", " ")
-
-
-def _first_name(name: str | None) -> str:
-    return (name or "").split(" ")[0] or "there"
-
-
-def _text(order: Order) -> str:
-    return f"Hi {_first_name(order.customer_name)}, your order #{order.number} is now {_label(order.status)}."

@@ -15,7 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-PRODUCT_TOPICS = frozenset({"product.created", "product.updated", "product.restored"})
+PRODUCT_RESTORED = "product.restored"
+PRODUCT_TOPICS = frozenset({"product.created", "product.updated", PRODUCT_RESTORED})
 PRODUCT_DELETED = "product.deleted"
 ORDER_TOPICS = frozenset({"order.created", "order.updated"})
 TOPICS = PRODUCT_TOPICS | ORDER_TOPICS | {PRODUCT_DELETED}
@@ -92,7 +93,7 @@ def parse_product(payload: Any, *, currency: str) -> ProductSnapshot:
     price = regular if regular is not None else current
     managed = payload.get("manage_stock") is True
     quantity = _quantity(payload.get("stock_quantity")) if managed else None
-    stock_status = payload.get("stock_status")
+    stock_status = _text(payload.get("stock_status"), "stock_status")
     availability = AVAILABILITY.get(stock_status, "out of stock") if stock_status is not None else "in stock"
     images = payload.get("images")
     image = images[0].get("src") if isinstance(images, list) and images and isinstance(images[0], dict) else None
@@ -113,6 +114,12 @@ def parse_product(payload: Any, *, currency: str) -> ProductSnapshot:
         product_url=_url(payload.get("permalink")),
         modified_at=_gmt(payload.get("date_modified_gmt")),
     )
+
+
+def deleted_at(payload: Any) -> datetime | None:
+    """When a ``product.deleted`` payload says the product last changed (a trashed product's full payload has it;
+    a deleted one's ``{"id": N}`` does not)."""
+    return _gmt(payload.get("date_modified_gmt")) if isinstance(payload, dict) else None
 
 
 def parse_order(payload: Any, *, default_currency: str | None) -> OrderSnapshot:

@@ -33,9 +33,11 @@ from wch.store import signature
 from wch.store.deliveries import record_delivery
 from wch.store.woocommerce import (
     ORDER_TOPICS,
+    PRODUCT_DELETED,
     PRODUCT_TOPICS,
     TOPICS,
     BadPayload,
+    deleted_at,
     is_ping,
     parse_order,
     parse_product,
@@ -97,6 +99,8 @@ def _parse(topic: str, payload: Any, settings: Settings) -> Any:
         return parse_product(payload, currency=settings.store_currency)
     if topic in ORDER_TOPICS:
         return parse_order(payload, default_currency=settings.store_currency)
+    if topic == PRODUCT_DELETED:
+        return deleted_at(payload)
     return None
 
 

@@ -3,7 +3,7 @@
 Nothing here knows Flask or the database: callers pass settings in and act on the errors.
 """
 
-from wch.whatsapp.client import MissingSetting, WhatsAppClient, shared_client
+from wch.whatsapp.client import DEFAULT_SENDER, MissingSetting, WhatsAppClient, shared_client
 from wch.whatsapp.errors import (
     ConfigurationError,
     NeedsTemplate,
@@ -15,6 +15,7 @@ from wch.whatsapp.errors import (
 )
 
 __all__ = [
+    "DEFAULT_SENDER",
     "ConfigurationError",
     "MissingSetting",
     "NeedsTemplate",

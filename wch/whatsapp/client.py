@@ -20,8 +20,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = (3.05, 10)
 MAX_CALLBACK_DATA = 512  # bytes Meta keeps in biz_opaque_callback_data
+# What a sending number is called (its send budget, its standing) before WHATSAPP_PHONE_NUMBER_ID is set.
+DEFAULT_SENDER = "default"
 # Connections a shared client keeps open, at least: a campaign batch sends this many at once.
 SHARED_POOL_SIZE = 64
+
+# Raised before a request leaves: nothing reached Meta.
+_NEVER_SENT = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+               requests.exceptions.InvalidHeader, requests.exceptions.URLRequired,
+               requests.exceptions.InvalidJSONError)
 
 _shared_lock = threading.Lock()
 _shared: dict[tuple, WhatsAppClient] = {}
@@ -81,6 +88,11 @@ class WhatsAppClient:
             **options,
         )
 
+    @property
+    def sender(self) -> str:
+        """The key of the sending number's budget and standing: its phone number id."""
+        return self.phone_number_id or DEFAULT_SENDER
+
     def close(self) -> None:
         self.session.close()
 
@@ -123,9 +135,21 @@ class WhatsAppClient:
             payload["biz_opaque_callback_data"] = callback_data
         answer = self._call("POST", f"{self.phone_number_id}/messages", json=payload)
         try:
-            return answer["messages"][0]["id"]
+            wamid = answer["messages"][0]["id"]
         except (KeyError, IndexError, TypeError):
-            raise WhatsAppError(f"unexpected answer to a send: no message id in {_short(answer)}") from None
+            wamid = None
+        if not isinstance(wamid, str) or not wamid:
+            # A 2xx without the message id: Meta may well have accepted the message.
+            raise RetryLater(f"unexpected answer to a send: no message id in {_short(answer)}", sent_unknown=True)
+        return wamid
+
+    def phone_number_standing(self) -> dict[str, Any]:
+        """What Meta says of the sending number: ``quality_rating``, ``display_phone_number`` and the business
+        portfolio's ``whatsapp_business_manager_messaging_limit``."""
+        if not self.phone_number_id:
+            raise MissingSetting("WHATSAPP_PHONE_NUMBER_ID is not set")
+        return self._call("GET", self.phone_number_id, params={
+            "fields": "display_phone_number,quality_rating,whatsapp_business_manager_messaging_limit"})
 
     # -- catalog ----------------------------------------------------------
 
@@ -156,22 +180,31 @@ class WhatsAppClient:
         except requests.Timeout as error:
             raise RetryLater(f"WhatsApp API timed out ({where}): {type(error).__name__}", sent_unknown=True) from None
         except requests.ConnectionError as error:
-            raise RetryLater(f"WhatsApp API unreachable ({where}): {_reason(error)}",
-                             sent_unknown=not _never_connected(error)) from None
+            if _never_connected(error):
+                raise RetryLater(f"WhatsApp API unreachable ({where}): {_reason(error)}") from None
+            raise RetryLater(f"WhatsApp API connection lost ({where}): {_reason(error)}", sent_unknown=True) from None
+        except _NEVER_SENT as error:
+            raise WhatsAppError(f"WhatsApp API request not sent ({where}): {type(error).__name__}") from None
         except requests.RequestException as error:
-            raise WhatsAppError(f"WhatsApp API request failed ({where}): {type(error).__name__}") from None
+            # The answer broke off while it was read (ChunkedEncodingError and the like): Meta had the request.
+            raise RetryLater(f"WhatsApp API answer broken off ({where}): {type(error).__name__}",
+                             sent_unknown=True) from None
         try:
             answer = response.json()
         except ValueError:
             answer = None
-        if response.status_code >= 400 or not isinstance(answer, dict) or "error" in answer:
-            if answer is None:
-                answer = {"error": {"message": f"non-JSON answer: {_short(response.text)}"}}
-            error = classify(response.status_code, answer, retry_after=_retry_after(response))
-            logger.warning("%s failed: %s", where, error)
-            raise error
-        logger.debug("%s -> HTTP %s", where, response.status_code)
-        return answer
+        if response.status_code < 400:
+            if isinstance(answer, dict) and "error" not in answer:
+                logger.debug("%s -> HTTP %s", where, response.status_code)
+                return answer
+            # Meta said yes but we cannot read what it did: it may have acted on the request.
+            raise RetryLater(f"WhatsApp API gave an unreadable answer ({where}, HTTP {response.status_code}): "
+                             f"{_short(response.text)}", http_status=response.status_code, sent_unknown=True)
+        if not isinstance(answer, dict):
+            answer = {"error": {"message": f"non-JSON answer: {_short(response.text)}"}}
+        error = classify(response.status_code, answer, retry_after=_retry_after(response))
+        logger.warning("%s failed: %s", where, error)
+        raise error
 
 
 def shared_client(settings: Settings) -> WhatsAppClient:
@@ -194,7 +227,10 @@ def _never_connected(error: requests.ConnectionError) -> bool:
 
 
 def _reason(error: requests.ConnectionError) -> str:
-    reason = getattr(error.args[0], "reason", None) if error.args else None
+    inner = error.args[0] if error.args else None
+    # urllib3 keeps the cause in .reason (MaxRetryError) or as the last argument (ProtocolError).
+    reason = getattr(inner, "reason", None) or (inner.args[-1] if isinstance(inner, Exception) and inner.args
+                                                 and isinstance(inner.args[-1], Exception) else None)
     return type(reason or error).__name__
 
 

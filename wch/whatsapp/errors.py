@@ -43,9 +43,10 @@ class WhatsAppError(Exception):
       retry_after: seconds Meta asked us to wait, if it said.
       subcode: Meta's ``error_subcode``, if any.
       fbtrace_id: Meta's trace id, for a support ticket.
-      sent_unknown: the request left but its answer never came (a read
-        timeout, a dropped connection): Meta may have acted on it, so a
-        message must not be sent again blindly.
+      sent_unknown: the request may have reached Meta but no usable answer
+        came back (a read timeout, a connection broken before or while the
+        answer was read, a 2xx that is not JSON or has no message id): Meta
+        may have acted on it, so a message must not be sent again blindly.
     """
 
     def __init__(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 
 from wch.messaging.campaigns.errors import CampaignError
 from wch.messaging.campaigns.recipients import callback_data
+from wch.messaging.placeholders import PlaceholderError, check, fill
 from wch.models import Campaign
 from wch.whatsapp import WhatsAppClient
 
@@ -24,20 +24,16 @@ class Target:
 
 
 def check_placeholders(value: str) -> None:
-    """Refuse a text or parameter whose placeholders are not {name} and {phone}."""
+    """Refuse a text or parameter whose placeholders are not plain {name} and {phone}."""
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-    except ValueError as error:
-        raise CampaignError(f"{value!r}: {error} (write {{{{ and }}}} for literal braces)") from None
-    unknown = names - set(RECIPIENT_FIELDS)
-    if unknown:
-        known = ", ".join("{" + f + "}" for f in RECIPIENT_FIELDS)
-        raise CampaignError(f"unknown placeholder(s) {', '.join(sorted(unknown))} in {value!r} (known: {known})")
+        check(value, RECIPIENT_FIELDS)
+    except PlaceholderError as error:
+        raise CampaignError(f"{value!r}: {error}") from None
 
 
 def render(value: str, recipient: Target) -> str:
     """A campaign text or parameter with the recipient's {name} and {phone} filled in."""
-    return value.format(name=recipient.name or "", phone=recipient.phone)
+    return fill(value, {"name": recipient.name or "", "phone": recipient.phone})
 
 
 class CampaignMessage:

@@ -1,9 +1,11 @@
 """Sending one batch of a campaign: claim, pace, send concurrently, record each result at once.
 
 A batch claims the next due pending recipients of its campaign with one
-conditional ``UPDATE`` (two workers never get the same row), reserves their
-send slots from the shared :class:`~wch.messaging.ratelimit.SendRateLimiter`,
-and at each slot marks one recipient ``sending`` (committed) before handing
+conditional ``UPDATE`` (two workers never get the same row), no more than
+WhatsApp's messaging limit has room for (:mod:`wch.messaging.limits`), books
+their send slots from the number's shared budget
+(:class:`~wch.messaging.budget.SendBudget`, at campaign priority), and just
+before each slot marks one recipient ``sending`` (committed) before handing
 its request to a thread pool. So a recipient whose worker dies is either still
 ``pending`` with a stale claim (never tried: released and sent later) or
 ``sending`` (maybe sent: marked for attention, never resent automatically).
@@ -21,16 +23,20 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
 from wch.config import Settings
 from wch.db import db, read_only, transaction, utcnow
+from wch.messaging import limits
+from wch.messaging.budget import SendBudget, SlotMissed, Slots, send_in_slot
 from wch.messaging.campaigns.lifecycle import dispatch_batch, pause_for_error, start_if_due
 from wch.messaging.campaigns.message import CampaignMessage, Target
 from wch.messaging.campaigns.recipients import move_recipients, retry_at
-from wch.messaging.ratelimit import SendRateLimiter
+from wch.messaging.messages import LEFT_SENDING
 from wch.models import Campaign, CampaignStatus, Contact, Recipient, RecipientStatus
 from wch.redact import redact_text
 from wch.whatsapp import ConfigurationError, RetryLater, StopSending, WhatsAppClient, WhatsAppError
@@ -38,9 +44,13 @@ from wch.whatsapp import ConfigurationError, RetryLater, StopSending, WhatsAppCl
 logger = logging.getLogger(__name__)
 
 _S = RecipientStatus
-# How late after its slot a send may still go out; later, it takes a new slot.
-LATE_TOLERANCE = 0.02
-IN_FLIGHT_WHEN_WORKER_STOPPED = "in flight when its worker stopped; waiting for Meta's status"
+# A recipient is marked sending this long before its slot, so its send leaves on time.
+PREPARE_AHEAD = 0.05
+WAITING_FOR_LIMIT = "waiting for WhatsApp's messaging limit"
+THROUGHPUT_EXCEEDED = 130429
+PAIR_RATE_LIMIT = 131056
+# Meta lets a business message the same customer about once every few seconds.
+PAIR_RATE_PAUSE = 6.0
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -56,6 +66,7 @@ class BatchOutcome:
     skipped: int = 0
     retry_later: int = 0
     attention: int = 0
+    waiting_for_limit: float | None = None  # seconds until WhatsApp's messaging limit has room again
     next_delay: float | None = None
     finished: bool = False
 
@@ -96,8 +107,8 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
 
     def dispatch_next_if_due(*, last: bool) -> None:
         # Once the interval has passed (or the last request has left), the next batch may
-        # start: dispatching it now overlaps its start-up with our last sends. The shared
-        # limiter still paces both.
+        # start: dispatching it now overlaps its start-up with our last sends. The number's
+        # send budget still paces both.
         nonlocal tried_early
         elapsed = time.monotonic() - started
         too_soon = tried_early or elapsed < settings.broadcast_batch_interval
@@ -108,13 +119,18 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
             _dispatch_next(campaign_id, outcome, max(settings.broadcast_batch_interval - elapsed, 0))
 
     try:
-        batch = _claim(campaign_id, claim, settings.broadcast_batch_size, outcome)
+        batch = _claim(campaign_id, claim, settings.broadcast_batch_size, outcome,
+                       sender=client.sender, messaging_limit=settings.messaging_limit)
         if batch:
             _send(campaign_id, batch, claim, client, settings, outcome, dispatch_next=dispatch_next_if_due)
     finally:
         with transaction():
             _release(claim)
-    if outcome.next_delay is None:
+    if outcome.waiting_for_limit is not None:
+        # Look again when the oldest counted send leaves the 24-hour window (the broker holds it at most so long).
+        wait_seconds = max(outcome.waiting_for_limit, settings.broadcast_batch_interval)
+        _dispatch_next(campaign_id, outcome, min(wait_seconds, float(settings.max_broker_delay)))
+    elif outcome.next_delay is None:
         delay = _next_delay(campaign_id, settings, elapsed=time.monotonic() - started, outcome=outcome)
         if delay is not None:
             _dispatch_next(campaign_id, outcome, delay)
@@ -143,7 +159,7 @@ def _settle_previous_run(claim: str, outcome: BatchOutcome) -> None:
     outcome.attention += db.session.execute(
         update(Recipient)
         .where(Recipient.claim == claim, Recipient.status == _S.SENDING.value, Recipient.attention_at.is_(None))
-        .values(attention_at=utcnow(), error=IN_FLIGHT_WHEN_WORKER_STOPPED)
+        .values(attention_at=utcnow(), error=LEFT_SENDING)
     ).rowcount
     _release(claim)
 
@@ -156,9 +172,18 @@ def _release(claim: str) -> None:
     )
 
 
-def _claim(campaign_id: int, claim: str, size: int, outcome: BatchOutcome) -> list[Target]:
+def _claim(campaign_id: int, claim: str, size: int, outcome: BatchOutcome, *, sender: str,
+           messaging_limit: int | None) -> list[Target]:
     now = utcnow()
     with transaction():
+        room = _room(campaign_id, sender, messaging_limit)
+        if room == 0:
+            outcome.waiting_for_limit = _wait_for_room(campaign_id, messaging_limit, now)
+            return []
+        size = size if room is None else min(size, room)
+        db.session.execute(update(Campaign).where(Campaign.id == campaign_id,
+                                                  Campaign.status_reason.startswith(WAITING_FOR_LIMIT))
+                           .values(status_reason=None))
         due = list(db.session.scalars(
             select(Recipient.id)
             .where(
@@ -198,28 +223,55 @@ def _claim(campaign_id: int, claim: str, size: int, outcome: BatchOutcome) -> li
     return batch
 
 
+def _room(campaign_id: int, sender: str, messaging_limit: int | None) -> int | None:
+    """Customers this campaign may still reach today (None: no limit applies to it)."""
+    if db.session.scalar(select(Campaign.template_name).where(Campaign.id == campaign_id)) is None:
+        return None  # a text reaches only customers inside their own 24-hour window, which cost nothing
+    return limits.room(sender, configured=messaging_limit)
+
+
+def _wait_for_room(campaign_id: int, messaging_limit: int | None, now: datetime) -> float:
+    """Note on the campaign that it waits for the messaging limit; returns the seconds until there is room."""
+    when = limits.next_room(now=now)
+    db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
+        status_reason=f"{WAITING_FOR_LIMIT}: continues around {when:%Y-%m-%d %H:%M} UTC"))
+    return (when - now).total_seconds()
+
+
 def _send(campaign_id: int, batch: list[Target], claim: str, client: WhatsAppClient, settings: Settings,
           outcome: BatchOutcome, *, dispatch_next: Callable[..., None]) -> None:
     with read_only():
         message = CampaignMessage(db.session.get(Campaign, campaign_id))
-    limiter = SendRateLimiter(sender=client.phone_number_id or "default", rate=settings.send_rate_limit)
-    slots = deque(limiter.reserve(len(batch)))
+    budget = SendBudget(sender=client.sender, rate=settings.send_rate_limit)
+    slots = Slots(budget, len(batch))
     pool = _send_pool(max(settings.broadcast_batch_size, 8))
     in_flight: dict[Future, Target] = {}
-    record = _Recorder(campaign_id, outcome, retry_delays=settings.broadcast_retry_delays)
-    for recipient in batch:
-        slot = slots.popleft()
+    record = _Recorder(campaign_id, outcome, retry_delays=settings.broadcast_retry_delays, budget=budget)
+    waiting = deque(batch)
+    ready: deque[Target] = deque()  # marked sending, each about to get its slot
+    while waiting or ready:
+        slot = slots.take()
+        if not ready:
+            # Marked sending just before their slots, the sends due next together: a worker dying in
+            # between leaves little in doubt, and one transaction serves many sends at a high rate.
+            _wait_until(slot - PREPARE_AHEAD, in_flight, record)
+            if _stopped(campaign_id):
+                break
+            due = [waiting.popleft() for _ in range(min(len(waiting), 1 + slots.due_before(slot + PREPARE_AHEAD)))]
+            ready.extend(_mark_sending(campaign_id, due, claim))
+            for _ in range(len(due) - len(ready)):
+                slots.need_one_less()  # cancelled meanwhile
+            if not ready:
+                slots.put_back(slot)
+                continue
         _wait_until(slot, in_flight, record)
-        if _stopped(campaign_id):
-            break
-        if not _mark_sending(campaign_id, recipient.id, claim):
-            continue
-        if time.time() - slot > LATE_TOLERANCE:
-            # A stall (a busy database) made us late: sending now would crowd the slots
-            # other senders hold next, so take fresh ones for the rest of the batch.
-            slots = deque(limiter.reserve(len(slots) + 1))
-            _wait_until(slots.popleft(), in_flight, record)
-        in_flight[pool.submit(message.send, client, recipient)] = recipient
+        while not budget.on_time(slot):
+            slot = slots.take()
+            _wait_until(slot, in_flight, record)
+        recipient = ready.popleft()
+        send = partial(message.send, client, recipient)
+        in_flight[pool.submit(send_in_slot, budget, slot, send)] = recipient
+        slots.need_one_less()
         dispatch_next(last=False)
     dispatch_next(last=True)
     while in_flight:
@@ -243,14 +295,19 @@ def _stopped(campaign_id: int) -> bool:
     return status != CampaignStatus.SENDING.value
 
 
-def _mark_sending(campaign_id: int, recipient_id: int, claim: str) -> bool:
+def _mark_sending(campaign_id: int, batch: list[Target], claim: str) -> list[Target]:
+    """Move these claimed recipients to sending (committed); returns those still ours to send."""
     with transaction():
-        moved = move_recipients(
-            campaign_id, (_S.PENDING,), _S.SENDING,
-            where=(Recipient.id == recipient_id) & (Recipient.claim == claim),
-            values={"attempts": Recipient.attempts + 1},
-        )
-    return moved == 1
+        ours = set(db.session.scalars(
+            select(Recipient.id)
+            .where(Recipient.id.in_([t.id for t in batch]), Recipient.status == _S.PENDING.value,
+                   Recipient.claim == claim)
+            .with_for_update()
+        ))
+        if ours:
+            move_recipients(campaign_id, (_S.PENDING,), _S.SENDING, where=Recipient.id.in_(ours),
+                            values={"attempts": Recipient.attempts + 1})
+    return [t for t in batch if t.id in ours]
 
 
 class _Recorder:
@@ -260,12 +317,15 @@ class _Recorder:
       campaign_id: the campaign being sent.
       outcome: the batch's tally, updated as sends finish.
       retry_delays: seconds before a recipient is tried again after each retryable error.
+      budget: the number's send budget, held back when Meta says the rate is too high.
     """
 
-    def __init__(self, campaign_id: int, outcome: BatchOutcome, *, retry_delays: tuple[float, ...]) -> None:
+    def __init__(self, campaign_id: int, outcome: BatchOutcome, *, retry_delays: tuple[float, ...],
+                 budget: SendBudget) -> None:
         self.campaign_id = campaign_id
         self.outcome = outcome
         self.retry_delays = retry_delays
+        self.budget = budget
 
     def done(self, finished, in_flight: dict[Future, Target]) -> None:
         for future in finished:
@@ -273,6 +333,8 @@ class _Recorder:
             with transaction():
                 try:
                     wamid = future.result()
+                except SlotMissed:
+                    self._back_in_line(recipient.id)
                 except WhatsAppError as error:
                     self._error(recipient, error)
                 except Exception as error:  # a bug of ours after the request may have gone out
@@ -295,19 +357,24 @@ class _Recorder:
         text = redact_text(str(error))[:1000]
         this = Recipient.id == recipient.id
         campaign_id = self.campaign_id
-        if isinstance(error, RetryLater) and not error.sent_unknown:
+        if error.sent_unknown:
+            self._needs_attention(recipient.id, f"no usable answer from Meta, it may have been sent: {text}")
+            return
+        if isinstance(error, RetryLater):
+            if error.code == THROUGHPUT_EXCEEDED:
+                # Meta says the number sends too fast: every sender of the number backs off.
+                self.budget.hold(error.retry_after or 1.0)
             attempts = db.session.scalar(select(Recipient.attempts).where(this)) or 1
             if attempts <= len(self.retry_delays):
-                next_at = retry_at(attempts, delays=self.retry_delays, retry_after=error.retry_after)
+                # The pair rate limit is about this customer only: skip them for now, the batch goes on.
+                least = PAIR_RATE_PAUSE if error.code == PAIR_RATE_LIMIT else 0.0
+                next_at = retry_at(attempts, delays=self.retry_delays, retry_after=max(error.retry_after or 0, least))
                 self.outcome.retry_later += move_recipients(
                     campaign_id, (_S.SENDING,), _S.PENDING, where=this,
                     values={"claim": None, "claimed_at": None, "error": text, "error_code": error.code,
                             "next_attempt_at": next_at},
                 )
                 return
-        elif isinstance(error, RetryLater):
-            self._needs_attention(recipient.id, f"no answer from Meta, it may have been sent: {text}")
-            return
         elif isinstance(error, (StopSending, ConfigurationError)):
             # Not sent; it goes back to pending and the campaign waits for a person.
             move_recipients(campaign_id, (_S.SENDING,), _S.PENDING, where=this,
@@ -319,6 +386,13 @@ class _Recorder:
         self.outcome.failed += move_recipients(
             campaign_id, (_S.SENDING,), _S.FAILED, where=this,
             values={"claim": None, "error": text, "error_code": error.code, "failed_at": utcnow()},
+        )
+
+    def _back_in_line(self, recipient_id: int) -> None:
+        """A send whose slot passed before it left: certainly not sent, it waits for a later batch."""
+        self.outcome.retry_later += move_recipients(
+            self.campaign_id, (_S.SENDING,), _S.PENDING, where=Recipient.id == recipient_id,
+            values={"claim": None, "claimed_at": None, "attempts": Recipient.attempts - 1},
         )
 
     def _needs_attention(self, recipient_id: int, text: str) -> None:

@@ -16,7 +16,7 @@ from wch.messaging.campaigns.lifecycle import (
     dispatch_batch,
     get_campaign,
 )
-from wch.messaging.campaigns.sending import IN_FLIGHT_WHEN_WORKER_STOPPED
+from wch.messaging.messages import LEFT_SENDING
 from wch.models import Campaign, CampaignStatus, Job, JobStatus, Recipient, RecipientStatus
 from wch.models.jobs import PENDING
 
@@ -51,7 +51,7 @@ def sweep(*, stale_after: timedelta) -> dict[str, int]:
             # A literal 'sending' lets SQLite match the partial in-flight index.
             .where(Recipient.status == literal_column("'sending'"), Recipient.attention_at.is_(None),
                    Recipient.claimed_at < cutoff)
-            .values(attention_at=utcnow(), error=IN_FLIGHT_WHEN_WORKER_STOPPED)
+            .values(attention_at=utcnow(), error=LEFT_SENDING)
         ).rowcount
     started = start_due_campaigns()
     with transaction():
