@@ -49,8 +49,8 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
         settings=settings,
         publisher=build_publisher(settings) if publisher is _DEFAULT else publisher,
     ))
-    init_web(app, secure_cookie=settings.session_cookie_secure)
-    init_admin(app)
+    init_web(app, settings)
+    init_admin(app, settings)
     register_commands(app)
     return app
 

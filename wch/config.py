@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from limits import parse_many
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BROKER_SCHEMES = {"amqp", "amqps", "stub"}
 DATABASE_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg", "postgres"}
 DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v24.0"
+RATELIMIT_STORAGE_SCHEMES = {"memory", "redis", "rediss", "redis+unix", "memcached"}
 DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "on-hold", "completed", "cancelled", "refunded", "failed")
 
 
@@ -67,6 +71,16 @@ class Settings:
     broadcast_retry_delays: tuple[float, ...] = (5, 30, 120, 300)
     broadcast_stale_claim: int = 600
     reminder_scan_minutes: int = 15
+    timezone: str = "UTC"
+    session_idle_minutes: int = 120
+    login_limit_per_account: str = "10 per 15 minutes"
+    login_limit_per_address: str = "30 per 15 minutes"
+    ratelimit_storage_url: str = "memory://"
+    login_concurrency: int = 2
+    trusted_proxies: int = 0
+    max_upload_mb: int = 16
+    rabbitmq_management_allow_http: bool = False
+    broker_stats_ttl: float = 5.0
 
     @property
     def broker_is_stub(self) -> bool:
@@ -120,6 +134,16 @@ class Settings:
             broadcast_retry_delays=_delays(env, "WCH_BROADCAST_RETRY_DELAYS", "5,30,120,300"),
             broadcast_stale_claim=_positive_int(env, "WCH_BROADCAST_STALE_CLAIM", 600),
             reminder_scan_minutes=_positive_int(env, "WCH_REMINDER_SCAN_MINUTES", 15),
+            timezone=_timezone(env, "WCH_TIMEZONE"),
+            session_idle_minutes=_positive_int(env, "WCH_SESSION_IDLE_MINUTES", 120),
+            login_limit_per_account=_rate_limit(env, "WCH_LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
+            login_limit_per_address=_rate_limit(env, "WCH_LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
+            ratelimit_storage_url=_url(env, "WCH_RATELIMIT_STORAGE_URL", "memory://", RATELIMIT_STORAGE_SCHEMES),
+            login_concurrency=_positive_int(env, "WCH_LOGIN_CONCURRENCY", 2),
+            trusted_proxies=_whole_number(env, "WCH_TRUSTED_PROXIES", 0),
+            max_upload_mb=_positive_int(env, "WCH_MAX_UPLOAD_MB", 16),
+            rabbitmq_management_allow_http=_flag(env, "WCH_RABBITMQ_MANAGEMENT_ALLOW_HTTP", False),
+            broker_stats_ttl=_seconds(env, "WCH_BROKER_STATS_TTL", 5.0),
         )
 
 
@@ -134,6 +158,33 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name}: must be greater than 0, got {value}")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ConfigError(f"{name}: {raw!r} is not a whole number, 0 or more")
+    return int(raw)
+
+
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    raw = (env.get(name) or "").strip() or "UTC"
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a time zone (expected e.g. Europe/Berlin)") from None
+    return raw
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or "").strip() or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a rate (expected e.g. 10 per 15 minutes)") from None
+    return raw
 
 
 def _delays(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:

@@ -99,7 +99,17 @@
     render();
   }
 
+  // Forms that ask before they submit (data-confirm="question"): no inline handlers, so the CSP can forbid them.
+  function confirmations() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    confirmations();
     drawChart();
     livePreview();
     var box = document.getElementById("wch-dashboard");

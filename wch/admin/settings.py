@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 
+from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
 from wch.carts import reminder_settings
 from wch.db import read_only, transaction
@@ -27,6 +28,7 @@ class SettingsView(StaffOnly, BaseView):
             try:
                 with transaction():
                     reminder_settings.save_settings(values)
+                    audited("settings.reminders", "reminder settings", **values)
                 flash("Reminder settings saved.", "success")
                 return redirect(url_for(".index"))
             except reminder_settings.ReminderSettingsError as error:

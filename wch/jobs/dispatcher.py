@@ -80,6 +80,7 @@ def dispatch(
         eta=now + timedelta(seconds=seconds) if seconds else None,
         digest=digest,
         dedupe_key=dedupe_key,
+        subject=job_type.subject_of(args) if isinstance(job_type, JobType) else None,
     )
     if dedupe_key is None:
         db.session.add(job)

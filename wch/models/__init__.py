@@ -1,15 +1,18 @@
 """The tables of wch; importing this package registers every model."""
 
+from wch.models.audit import AuditEntry
 from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientStatus, SendRate
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact
 from wch.models.jobs import Job, JobAttempt, JobStatus, ScheduleSlot
 from wch.models.reminders import ReminderSettings
+from wch.models.rollups import JobHourCount, RollupMark, Snapshot
 from wch.models.store import Order, OrderNotification, Product, WebhookDelivery
 from wch.models.users import Role, User
 from wch.models.workers import WorkerProcess
 
 __all__ = [
+    "AuditEntry",
     "Campaign",
     "CampaignStatus",
     "Cart",
@@ -18,6 +21,7 @@ __all__ = [
     "Contact",
     "Job",
     "JobAttempt",
+    "JobHourCount",
     "JobStatus",
     "Order",
     "OrderNotification",
@@ -26,8 +30,10 @@ __all__ = [
     "RecipientStatus",
     "ReminderSettings",
     "Role",
+    "RollupMark",
     "ScheduleSlot",
     "SendRate",
+    "Snapshot",
     "WorkerProcess",
     "User",
     "WebhookDelivery",

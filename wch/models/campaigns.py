@@ -114,6 +114,8 @@ class Recipient(db.Model):
         # A batch finds its own claimed rows, and the sweep stale claims, by this one.
         Index("ix_campaign_recipients_claimed", "claim", sqlite_where=_CLAIMED_SQL, postgresql_where=_CLAIMED_SQL),
         Index("ix_campaign_recipients_wamid", "wamid"),
+        # "What did we send to +49…?": a contact's messages across campaigns.
+        Index("ix_campaign_recipients_phone", "phone"),
         # The sweep looks for sends left in flight by a worker that died.
         Index("ix_campaign_recipients_in_flight", "claimed_at", sqlite_where=_SENDING_SQL,
               postgresql_where=_SENDING_SQL),

@@ -59,9 +59,11 @@ def _seen(delivery_id: str) -> bool:
 
 
 def _record(topic: str, store_id: int, snapshot: Any, delivery_id: str | None, settings: Settings) -> str | None:
+    delivery = None
     if delivery_id:
-        db.session.add(WebhookDelivery(source=SOURCE, delivery_id=delivery_id, topic=topic,
-                                       resource_id=store_id, received_at=utcnow()))
+        delivery = WebhookDelivery(source=SOURCE, delivery_id=delivery_id, topic=topic, resource_id=store_id,
+                                   received_at=utcnow())
+        db.session.add(delivery)
     if topic == PRODUCT_DELETED:
         product = catalog.record_product_deleted(store_id)
         db.session.flush()
@@ -74,6 +76,8 @@ def _record(topic: str, store_id: int, snapshot: Any, delivery_id: str | None, s
         order, newer = orders.record_order(snapshot)
         db.session.flush()
         job = orders.request_notification(order, settings) if newer else None
+    if delivery is not None and job is not None:
+        delivery.job_id = job.id
     return job.id if job is not None else None
 
 

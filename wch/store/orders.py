@@ -25,7 +25,7 @@ from wch.whatsapp import MissingSetting, NeedsTemplate, WhatsAppClient, WhatsApp
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_ORDER = JobType("notify_order", queue="sync")
+NOTIFY_ORDER = JobType("notify_order", queue="sync", subject="order:{store_id}")
 
 SENDING, SENT, FAILED, UNCERTAIN = "sending", "sent", "failed", "uncertain"
 

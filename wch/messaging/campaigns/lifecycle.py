@@ -22,7 +22,7 @@ from wch.messaging.campaigns.message import check_placeholders
 from wch.messaging.campaigns.recipients import move_recipients
 from wch.models import Campaign, CampaignStatus, Recipient, RecipientStatus
 
-SEND_CAMPAIGN_BATCH = JobType("send_campaign_batch", queue="broadcast")
+SEND_CAMPAIGN_BATCH = JobType("send_campaign_batch", queue="broadcast", subject="campaign:{campaign_id}")
 
 _S = RecipientStatus
 _CLOSED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
