@@ -62,6 +62,8 @@ class CampaignsView(StaffOnly, BaseView):
                     all_contacts=not use_csv,
                     csv_file=(io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace")
                               if use_csv else None),
+                    # A chunk at a time: a big file never holds the database (SQLite's write lock) for long.
+                    on_chunk=lambda added: db.session.commit(),
                 )
                 # Read before the commit: reading the committed (expired) campaign later would
                 # begin a transaction, holding SQLite's write lock, until the request ends.
