@@ -23,6 +23,7 @@ from wch.messaging import campaigns
 from wch.models import Campaign, Recipient, RecipientStatus
 
 RECIPIENTS_PAGE = 100
+MAX_PAGE = 100_000  # 10 million recipients; a larger page number would overflow the database's OFFSET
 ACTIONS = {
     "pause": campaigns.pause_campaign,
     "resume": campaigns.resume_campaign,
@@ -93,7 +94,7 @@ class CampaignsView(StaffOnly, BaseView):
             abort(404)
         status = request.args.get("status", "")
         status = status if status in {s.value for s in RecipientStatus} else ""
-        page = max(0, request.args.get("page", 0, type=int))
+        page = min(max(0, request.args.get("page", 0, type=int)), MAX_PAGE)
         rows = campaigns.list_recipients(campaign_id, status=status or None, limit=RECIPIENTS_PAGE + 1,
                                          offset=page * RECIPIENTS_PAGE)
         return self.render("admin/wch/campaign_detail.html", c=progress, recipients=rows[:RECIPIENTS_PAGE],

@@ -8,13 +8,15 @@
 - ``WCH_TRUSTED_PROXIES``: how many proxies in front set ``X-Forwarded-For``
   and ``-Proto``, so throttling and the audit trail see the client's address.
 - A NUL byte in a query string or form field is refused with 400: no field
-  of the panel can hold one, and PostgreSQL refuses it in text.
+  of the panel can hold one, and PostgreSQL refuses it in text; an id in a
+  URL larger than a database integer is a 404.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Response, abort, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from wch.config import Settings
 from wch.web.csrf import is_csrf_exempt
@@ -38,7 +40,17 @@ HEADERS = {
 }
 
 
+class DatabaseInteger(IntegerConverter):
+    """``<int:…>`` in a URL, at most what a database integer column holds: larger ids are 404, not a crash."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002  (werkzeug's name)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_security(app: Flask, settings: Settings) -> None:
+    """Headers, size cap, proxies and input rules for ``app``; call before any blueprint is registered."""
+    app.url_map.converters["int"] = DatabaseInteger
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     if settings.trusted_proxies:
         n = settings.trusted_proxies

@@ -106,13 +106,16 @@ def _rows(reader) -> Iterable[tuple[int, str, str]]:
     if first is None:
         return
     header = [cell.strip().lower() for cell in first]
-    if "phone" in header:
+    if "phone" in header and not any("\x00" in cell for cell in first):
         phone_at, name_at, line = header.index("phone"), (header.index("name") if "name" in header else None), 1
     else:
         phone_at, name_at, line = 0, 1, 0
         reader = itertools.chain([first], reader)
     for row in reader:
         line += 1
+        if any("\x00" in cell for cell in row):
+            # Python's csv reads NUL bytes; no database text column may hold one.
+            raise csv.Error("a NUL byte: is this a spreadsheet rather than CSV?")
         if not any(cell.strip() for cell in row):
             continue
         phone = row[phone_at].strip() if phone_at < len(row) else ""
