@@ -256,6 +256,17 @@ def test_a_viewer_sees_every_new_screen_but_can_change_nothing_and_no_page_break
         admin.wait_for_function("document.querySelector('#hourly-chart').width > 0")
         for screen in (*screens, "/admin/users/", "/admin/audit/", "/admin/settings/", "/admin/campaigns/new"):
             assert admin.goto(f"{served.url}{screen}").status == 200, screen
+        admin.goto(f"{served.url}/admin/campaigns/new")  # a CSV goes up with a progress bar
+        admin.fill("#name", "Spring")
+        admin.check("#kind-text")
+        admin.fill("#text", "Hi {name}")
+        admin.check("#audience-csv")
+        admin.set_input_files("#csv_file", files=[{"name": "audience.csv", "mimeType": "text/csv",
+                                                   "buffer": b"phone,name\n+4915112345678,Ana\nnope,Bob\n"}])
+        admin.click("#create-campaign")
+        admin.wait_for_selector("#open-campaign")
+        assert admin.locator(".alert", has_text="Campaign created with 1 recipient(s).").count() == 1
+        assert cell(admin, "#bad-rows tbody tr td:nth-child(2)") == "nope"
         admin.goto(f"{served.url}/admin/settings/")
         admin.fill("#message", "Hi {name}, {nope}")
         assert "Unknown placeholder" in cell(admin, "#preview-problem")  # wch.js runs under the policy
