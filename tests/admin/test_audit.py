@@ -82,3 +82,23 @@ def test_a_refused_action_leaves_no_entry(app, admin):
     admin.post("/admin/settings/", data={"csrf_token": token, "delay_hours": "0", "message": "Hi"})
     admin.post("/admin/users/1/delete", data={"csrf_token": token})  # the last admin
     assert trail() == []
+
+
+def test_commands_that_change_something_are_recorded_too(app):
+    failed, queued = add_job(status="failed"), add_job(status="queued")
+    db.session.add(Contact(phone="+4915112345678", name="Ana"))
+    db.session.commit()
+    runner = app.test_cli_runner()
+    for args in (["jobs", "retry", failed.id], ["jobs", "cancel", queued.id], ["carts", "cleanup", "--json"],
+                 ["campaigns", "create", "--name", "Spring", "--text", "Hi", "--all-contacts"],
+                 ["campaigns", "start", "1"], ["campaigns", "pause", "1"], ["campaigns", "resume", "1"],
+                 ["campaigns", "cancel", "1"]):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 0, (args, result.output)
+    refused = runner.invoke(args=["campaigns", "pause", "1"])  # cancelled: refused, not recorded
+    assert refused.exit_code != 0
+    entries = trail()
+    assert [entry.action for entry in entries] == ["job.retry", "job.cancel", "carts.cleanup", "campaign.create",
+                                                   "campaign.start", "campaign.pause", "campaign.resume",
+                                                   "campaign.cancel"]
+    assert all(entry.actor.startswith("cli:") and entry.address == "cli" for entry in entries)

@@ -199,3 +199,11 @@ def test_a_nul_byte_in_a_field_is_refused_and_changes_nothing(app, admin):
     response = admin.post("/admin/settings/", data={"csrf_token": token, "delay_hours": "5", "message": "Hi\x00"})
     assert response.status_code == 400
     assert state() == before
+
+
+def test_a_large_body_is_refused_before_the_log_in_check_reads_it(app):
+    client = client_for(app)
+    token = csrf_token(client)
+    response = client.post("/login", data={"csrf_token": token, "email": "a@example.com", "password": "x" * 70_000})
+    assert response.status_code == 413
+    assert client.post("/admin/settings/", data={"csrf_token": token, "blob": "x" * 70_000}).status_code == 413

@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from wch.cli.audit import audited
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import db, read_only, transaction
 from wch.jobs import dispatcher, outbox
@@ -93,6 +94,8 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
     with refusals(dispatcher.DispatchError), transaction():
         retried = (dispatcher.retry_failed(type_, limit=limit) if all_failed
                    else [dispatcher.retry(i) for i in job_ids])
+        for job in retried:
+            audited("job.retry", f"job:{job.id}", via="all failed" if all_failed else "by id")
     click.echo(f"retrying {len(retried)} job(s)")
 
 
@@ -104,6 +107,7 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     with refusals(dispatcher.DispatchError), transaction():
         for job_id in job_ids:
             dispatcher.cancel(job_id)
+            audited("job.cancel", f"job:{job_id}", via="by id")
     click.echo(f"canceled {len(job_ids)} job(s)")
 
 

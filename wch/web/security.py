@@ -4,7 +4,8 @@
   (no inline script: the panel's code lives in ``static/js/``), no framing,
   and no referrer sent to other sites.
 - ``MAX_CONTENT_LENGTH`` (``WCH_MAX_UPLOAD_MB``): a larger body is refused
-  with 413 before it is read.
+  with 413 before it is read; a request without a logged-in session (the
+  log-in form) may send at most 64 KiB.
 - ``WCH_TRUSTED_PROXIES``: how many proxies in front set ``X-Forwarded-For``
   and ``-Proto``, so throttling and the audit trail see the client's address.
 - A NUL byte in a query string or form field is refused with 400: no field
@@ -14,13 +15,14 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from wch.config import Settings
 from wch.web.csrf import is_csrf_exempt
 
+ANONYMOUS_BODY_LIMIT = 64 * 1024
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
     "script-src 'self'",
@@ -59,7 +61,9 @@ def init_security(app: Flask, settings: Settings) -> None:
     @app.before_request
     def refuse_nul_bytes() -> None:
         if is_csrf_exempt(request.path):
-            return  # webhooks read their raw, signed body themselves
+            return  # webhooks read their raw, signed body themselves, under caps of their own
+        if "_user_id" not in session:
+            request.max_content_length = ANONYMOUS_BODY_LIMIT
         fields = [*request.args.items(multi=True)]
         if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded",
                                                              "multipart/form-data"):
