@@ -123,3 +123,22 @@ def test_the_management_api_is_asked_once_however_many_dashboards_refresh(rabbit
         assert not remote.management and "over https" in remote.management_note
     finally:
         server.shutdown()
+
+
+@on_both_databases
+def test_oldest_due_job_per_type_counts_due_jobs_only(app):
+    from wch.jobs.queries import oldest_pending, pending_counts
+    now = utcnow()
+    add_job("echo", status="queued", ago=timedelta(minutes=20))
+    later = add_job("echo", status="queued", ago=timedelta(hours=2))
+    later.eta = now + timedelta(minutes=5)  # not due yet: does not count, however old
+    overdue = add_job("slow", status="retrying", ago=timedelta(hours=1))
+    overdue.eta = now - timedelta(minutes=7)  # its retry was due 7 minutes ago
+    add_job("always_fails", status="running", ago=timedelta(hours=3))
+    db.session.commit()
+    assert pending_counts() == {"echo": {"queued": 1, "scheduled": 1, "retrying": 0, "running": 0},
+                                "slow": {"queued": 0, "scheduled": 0, "retrying": 1, "running": 0},
+                                "always_fails": {"queued": 0, "scheduled": 0, "retrying": 0, "running": 1}}
+    ages = oldest_pending(now=now)
+    assert set(ages) == {"echo", "slow"}
+    assert abs(ages["echo"] - 20 * 60) < 5 and abs(ages["slow"] - 7 * 60) < 5

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import case, func, select, text
 
 from wch.db import db, utcnow
 from wch.jobs.dispatcher import DispatchError, actor_of, get_job
 from wch.jobs.messages import args_digest
 from wch.jobs.types import JobType
 from wch.models import Job, JobStatus, WorkerProcess
-from wch.models.jobs import PENDING
+from wch.models.jobs import LIVE_SQL, PENDING
 
 OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 
@@ -45,11 +45,14 @@ def is_scheduled(job_type: JobType | str, args: dict[str, Any] | None = None) ->
 
 
 def pending_counts() -> dict[str, dict[str, int]]:
-    """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work."""
+    """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work.
+
+    Counted in ``ix_jobs_live_type_status_eta``, which holds only the unfinished jobs.
+    """
     later = case((Job.eta > utcnow(), 1), else_=0).label("later")
     rows = db.session.execute(
         select(Job.type, Job.status, later, func.count())
-        .where(Job.status.in_((*PENDING, JobStatus.RUNNING.value)))
+        .where(text(LIVE_SQL))
         .group_by(Job.type, Job.status, text("later"))
     )
     counts: dict[str, dict[str, int]] = {}
@@ -109,22 +112,39 @@ def _hour_key(value) -> str:
     return value.strftime("%Y-%m-%d %H") if isinstance(value, datetime) else str(value)
 
 
-def oldest_pending(*, now: datetime) -> dict[str, float]:
-    """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count)."""
-    due_since = func.min(func.coalesce(Job.eta, Job.enqueued_at))
-    rows = db.session.execute(
-        select(Job.type, due_since)
-        .where(Job.status.in_(PENDING), or_(Job.eta.is_(None), Job.eta <= now))
-        .group_by(Job.type)
-    )
-    ages = {}
-    for type_, since in rows:
+def oldest_pending(*, now: datetime, counts: dict[str, dict[str, int]] | None = None) -> dict[str, float]:
+    """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count).
+
+    Two index look-ups per pending type and state (the first entry of
+    ``ix_jobs_live_type_status_eta`` with no ``eta``, and with the earliest
+    one), however many jobs wait. ``counts`` is :func:`pending_counts`, if
+    the caller has it.
+    """
+    counts = pending_counts() if counts is None else counts
+    lookups: list[tuple[str, Any]] = []
+    for type_, states in counts.items():
+        for status_ in PENDING:
+            if not states.get(status_) and not (status_ == JobStatus.QUEUED.value and states.get("scheduled")):
+                continue
+            live = (text(LIVE_SQL), Job.type == type_, Job.status == status_)
+            lookups += [(type_, select(func.min(Job.enqueued_at)).where(*live, Job.eta.is_(None))),
+                        (type_, select(func.min(Job.eta)).where(*live, Job.eta <= now))]
+    if not lookups:
+        return {}
+    # One statement, one round trip: each look-up is its own scalar subquery.
+    row = db.session.execute(select(*(query.scalar_subquery() for _, query in lookups))).one()
+    ages: dict[str, float] = {}
+    for (type_, _), since in zip(lookups, row, strict=True):
         if since is not None:
-            # min() over a TypeDecorator column comes back raw on SQLite.
-            since = since if isinstance(since, datetime) else datetime.fromisoformat(str(since))
-            since = since if since.tzinfo else since.replace(tzinfo=now.tzinfo)
-            ages[type_] = max(0.0, (now - since).total_seconds())
+            age = max(0.0, (now - _aware(since, now)).total_seconds())
+            ages[type_] = max(age, ages.get(type_, 0.0))
     return ages
+
+
+def _aware(value, now: datetime) -> datetime:
+    # min() over a TypeDecorator column comes back raw on SQLite.
+    value = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return value if value.tzinfo else value.replace(tzinfo=now.tzinfo)
 
 
 def workers_seen(*, now: datetime, heartbeat: float, limit: int = 100) -> list[dict[str, Any]]:

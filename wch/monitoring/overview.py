@@ -27,10 +27,10 @@ def overview(settings: Settings, *, with_broker: bool = True) -> dict[str, Any]:
         finished_24h, hourly = finished_per_hour(now=now)
         numbers = {
             "now": now,
-            "pending": pending_counts(),
+            "pending": (pending := pending_counts()),
             "finished_24h": finished_24h,
             "hourly": hourly,
-            "oldest_pending": oldest_pending(now=now),
+            "oldest_pending": oldest_pending(now=now, counts=pending),
             "workers": workers_seen(now=now, heartbeat=settings.worker_heartbeat),
             "carts": cart_numbers(expiry_hours=settings.cart_expiry_hours, now=now),
             "campaigns": campaigns_in_progress(),

@@ -33,6 +33,7 @@ SUBJECTS = {
     "send_campaign_batch": ("campaign", "campaign_id"),
 }
 
+LIVE = "status IN ('queued', 'retrying', 'running')"
 # The lookup screens: orders, products and contacts newest first, by number, SKU or phone.
 PANEL_INDEXES = (
     ("orders", "ix_orders_updated_at", ["updated_at"]),
@@ -93,6 +94,8 @@ def upgrade():
     _fill_subjects()
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_subject_enqueued_at', ['subject', 'enqueued_at'], unique=False)
+        batch_op.create_index('ix_jobs_live_type_status_eta', ['type', 'status', 'eta', 'enqueued_at'], unique=False,
+                              sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
 
 
 def _fill_subjects():
@@ -108,6 +111,7 @@ def _fill_subjects():
 
 def downgrade():
     with op.batch_alter_table('jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_jobs_live_type_status_eta')
         batch_op.drop_index('ix_jobs_subject_enqueued_at')
         batch_op.drop_column('subject')
     for table, name, _ in PANEL_INDEXES:
