@@ -3,14 +3,23 @@ processes, and a bounded number of password checks at once."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import redis
+import requests
 
-from tests.support.apps import with_env
-from tests.support.panel import PASSWORD, client_for, csrf_token, make_user
+from tests.support.apps import settings_of, with_env
+from tests.support.panel import PASSWORD, TOKEN, client_for, csrf_token, make_user
+from tests.support.services import wait_for
 from wch.admin.auth import THROTTLE
+from wch.db import db
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -86,3 +95,55 @@ def test_password_checks_are_bounded_and_a_busy_log_in_says_when_to_try_again(ap
         checks.release()
     assert busy.status_code == 503 and wait_in(busy) == 1
     assert attempt(client, "ana@example.com", PASSWORD).status_code == 302
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _login(base: str, email: str, password: str = "wrong password") -> int:
+    with requests.Session() as browser:
+        token = TOKEN.search(browser.get(f"{base}/login", timeout=10).text).group(1)
+        return browser.post(f"{base}/login", data={"email": email, "password": password, "csrf_token": token},
+                            allow_redirects=False, timeout=30).status_code
+
+
+@with_env(WCH_LOGIN_LIMIT_PER_ACCOUNT="5 per hour", WCH_LOGIN_LIMIT_PER_ADDRESS="1000 per minute",
+          WCH_RATELIMIT_STORAGE_URL=REDIS_URL)
+def test_a_burst_into_gunicorn_workers_is_throttled_as_one(app, tmp_path):
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    make_user(email, "viewer")
+    db.session.rollback()  # SQLite: leave the database to the served app
+    settings = settings_of(app)
+    env = {"WCH_DATABASE_URL": settings.database_url, "WCH_BROKER_URL": "stub://", "WCH_SECRET_KEY": "test-secret-key",
+           "WCH_LOGIN_LIMIT_PER_ACCOUNT": "5 per hour", "WCH_LOGIN_LIMIT_PER_ADDRESS": "1000 per minute",
+           "WCH_RATELIMIT_STORAGE_URL": REDIS_URL}
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-k", "gthread", "-w", "3", "--threads",
+                            "4", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wch:create_app()"],
+                           env=os.environ | env, stdout=(tmp_path / "gunicorn.log").open("wb"),
+                           stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _answers(f"{base}/login"), timeout=60, what="gunicorn to answer")
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answers = list(pool.map(lambda _: _login(base, email), range(24)))
+        # The check and the count of a failure are not one step: a few log-ins in flight together may
+        # all pass the check, at most one per password-check slot (2 per worker, 3 workers).
+        assert 5 <= answers.count(401) <= 5 + 6 and answers.count(401) + answers.count(429) == 24, answers
+        assert _login(base, email, PASSWORD) == 429  # the right password waits too
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"*{email}*"):
+            client.delete(key)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
