@@ -1,4 +1,4 @@
-"""Questions about jobs: a job's state and result, what is pending by type, what failed, what finished when.
+"""Questions about jobs: a job's state and result, what is pending by type, what failed, which workers are alive.
 
 Each query reads an index range (one job, the pending slice, the last hours)
 rather than counting the whole ledger, so they stay fast on millions of rows.
@@ -6,7 +6,7 @@ rather than counting the whole ledger, so they stay fast on millions of rows.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, text
@@ -17,8 +17,6 @@ from wch.jobs.messages import args_digest
 from wch.jobs.types import JobType
 from wch.models import Job, JobStatus, WorkerProcess
 from wch.models.jobs import LIVE_SQL, PENDING
-
-OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
 
 
 def status(job_id: str) -> str:
@@ -69,47 +67,6 @@ def failed(limit: int = 50, *, job_type: JobType | str | None = None) -> list[Jo
     if job_type is not None:
         query = query.where(Job.type == str(job_type))
     return list(db.session.scalars(query.order_by(Job.finished_at.desc()).limit(limit)))
-
-
-def finished_outcomes(*, now: datetime, hours: int = 24) -> tuple[dict[str, int], dict[str, list]]:
-    """Jobs succeeded and failed in the last ``hours`` hours, in total and per clock hour (UTC).
-
-    One pass over ``ix_jobs_status_finished``: the totals cover exactly the last
-    ``hours`` hours; the chart's buckets are whole clock hours, the last one
-    still filling.
-    """
-    since = now - timedelta(hours=hours)
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
-    slots = [start + timedelta(hours=i) for i in range(hours)]
-    keys = [slot.strftime("%Y-%m-%d %H") for slot in slots]
-    series = {outcome: dict.fromkeys(keys, 0) for outcome in OUTCOMES}
-    totals = dict.fromkeys(OUTCOMES, 0)
-    bucket = _hour_bucket(Job.finished_at)
-    rows = db.session.execute(
-        select(Job.status, bucket, func.count())
-        .where(Job.status.in_(OUTCOMES), Job.finished_at >= since)
-        .group_by(Job.status, bucket)
-    )
-    for status_, hour, count in rows:
-        totals[status_] += count
-        key = _hour_key(hour)
-        if key in series[status_]:
-            series[status_][key] += count
-    hourly = {"labels": [slot.strftime("%H:00") for slot in slots], **{o: list(series[o].values()) for o in OUTCOMES}}
-    return totals, hourly
-
-
-def _hour_bucket(column):
-    # Timestamps are stored as naive UTC, so the database's own hour is UTC too.
-    # On SQLite they are ISO text ("2026-11-29 14:05:09.123456"): the first 13
-    # characters are the hour, cheaper than strftime() over every row.
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc("hour", column)
-    return func.substr(column, 1, 13)
-
-
-def _hour_key(value) -> str:
-    return value.strftime("%Y-%m-%d %H") if isinstance(value, datetime) else str(value)
 
 
 def oldest_pending(*, now: datetime, counts: dict[str, dict[str, int]] | None = None) -> dict[str, float]:
