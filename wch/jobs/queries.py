@@ -1,6 +1,6 @@
 """Questions about jobs: a job's state and result, what is pending by type, what failed, which workers are alive.
 
-Each query reads an index range (one job, the pending slice, the last hours)
+Each query reads an index range (one job, the unfinished jobs, recent workers)
 rather than counting the whole ledger, so they stay fast on millions of rows.
 """
 
