@@ -45,7 +45,7 @@ def is_scheduled(job_type: JobType | str, args: dict[str, Any] | None = None) ->
 def pending_counts() -> dict[str, dict[str, int]]:
     """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work.
 
-    Counted in ``ix_jobs_live_type_status_eta``, which holds only the unfinished jobs.
+    Counted in ``ix_jobs_live_status_type_eta``, which holds only the unfinished jobs.
     """
     later = case((Job.eta > utcnow(), 1), else_=0).label("later")
     rows = db.session.execute(
@@ -73,7 +73,7 @@ def oldest_pending(*, now: datetime, counts: dict[str, dict[str, int]] | None = 
     """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count).
 
     Two index look-ups per pending type and state (the first entry of
-    ``ix_jobs_live_type_status_eta`` with no ``eta``, and with the earliest
+    ``ix_jobs_live_status_type_eta`` with no ``eta``, and with the earliest
     one), however many jobs wait. ``counts`` is :func:`pending_counts`, if
     the caller has it.
     """

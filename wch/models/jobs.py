@@ -75,7 +75,7 @@ class Job(db.Model):
         Index("ix_jobs_subject_enqueued_at", "subject", "enqueued_at"),
         # The dashboard's "pending by type" and "oldest due job" read only this small
         # index of unfinished jobs, never the finished millions.
-        Index("ix_jobs_live_type_status_eta", "type", "status", "eta", "enqueued_at",
+        Index("ix_jobs_live_status_type_eta", "status", "type", "eta", "enqueued_at",
               sqlite_where=text(LIVE_SQL), postgresql_where=text(LIVE_SQL)),
         # At most one pending job per dedupe key; finished ones keep theirs for the record.
         Index(

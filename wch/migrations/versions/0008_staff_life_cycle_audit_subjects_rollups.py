@@ -94,7 +94,7 @@ def upgrade():
     _fill_subjects()
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_subject_enqueued_at', ['subject', 'enqueued_at'], unique=False)
-        batch_op.create_index('ix_jobs_live_type_status_eta', ['type', 'status', 'eta', 'enqueued_at'], unique=False,
+        batch_op.create_index('ix_jobs_live_status_type_eta', ['status', 'type', 'eta', 'enqueued_at'], unique=False,
                               sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
 
 
@@ -111,7 +111,7 @@ def _fill_subjects():
 
 def downgrade():
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index('ix_jobs_live_type_status_eta')
+        batch_op.drop_index('ix_jobs_live_status_type_eta')
         batch_op.drop_index('ix_jobs_subject_enqueued_at')
         batch_op.drop_column('subject')
     for table, name, _ in PANEL_INDEXES:
