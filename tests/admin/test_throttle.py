@@ -130,8 +130,8 @@ def test_a_burst_into_gunicorn_workers_is_throttled_as_one(app, tmp_path):
         wait_for(lambda: _answers(f"{base}/login"), timeout=60, what="gunicorn to answer")
         with ThreadPoolExecutor(max_workers=12) as pool:
             answers = list(pool.map(lambda _: _login(base, email), range(24)))
-        # The check and the count of a failure are not one step: a few log-ins in flight together may
-        # all pass the check, at most one per password-check slot (2 per worker, 3 workers).
+        # The check and the count of a failure are not one step: log-ins checking their password at the
+        # same moment may all pass it, at most one per password-check slot (2 per worker, 3 workers).
         assert 5 <= answers.count(401) <= 5 + 6 and answers.count(401) + answers.count(429) == 24, answers
         assert _login(base, email, PASSWORD) == 429  # the right password waits too
     finally:

@@ -108,11 +108,16 @@ def login():
     throttle.attempted(address=address)
     try:
         with throttle.password_check(), read_only():
-            user = find_user(email) if email else None
-            matches = _password_matches(user, password)
+            # The account again, now that this log-in holds a check slot: failures counted while
+            # it waited for one count too, so a burst gets at most one slot's worth past the limit.
+            wait = throttle.wait_seconds(email=email, address=None)
+            user = find_user(email) if email and not wait else None
+            matches = not wait and _password_matches(user, password)
             active = user is not None and user.is_active
     except Busy:
         return _refused(email, next_url, "The log-in is busy. Try again in 1 s.", 503, 1)
+    if wait:
+        return _refused(email, next_url, f"Too many log-in attempts. Try again in {wait} s.", 429, wait)
     if not matches:
         throttle.failed(email=email)
         return _refused(email, next_url, "Wrong e-mail or password.", 401)

@@ -53,9 +53,9 @@ class LoginThrottle:
         return cls(per_account=settings.login_limit_per_account, per_address=settings.login_limit_per_address,
                    storage_url=settings.ratelimit_storage_url, concurrency=settings.login_concurrency)
 
-    def wait_seconds(self, *, email: str, address: str) -> int:
-        """Seconds before this e-mail may try again from this address; 0 when it may now."""
-        waits = [self._wait(limit, "address", address) for limit in self.per_address]
+    def wait_seconds(self, *, email: str, address: str | None) -> int:
+        """Seconds before this e-mail may try again from this address (None: any address); 0 when it may now."""
+        waits = [self._wait(limit, "address", address) for limit in self.per_address] if address else []
         if email:
             waits += [self._wait(limit, "account", email.lower()) for limit in self.per_account]
         return max(waits, default=0)
