@@ -3,7 +3,8 @@
 A full database holds 1,000,000 ledger rows (two weeks of jobs, newest first: a
 backlog of 2 % still pending, then 92 % succeeded, 5 % failed, 3 % canceled) and 1,000,000 carts (a month of
 activity), bulk-inserted straight into the tables (``--quick``: 20,000 of
-each). Each page is requested through the Flask app in-process by a
+each); then the once-a-minute dashboard rollup runs once, as it would have in
+production (on the empty database too). Each page is requested through the Flask app in-process by a
 logged-in admin: a few warm-up requests, then the median and 95th percentile
 of the timed ones. The broker is the in-process stub, so the figures are the
 pages' own work (templates and SQL), not a RabbitMQ round trip.
@@ -29,7 +30,8 @@ from tests.support.panel import client_for, log_in, make_user
 from tests.support.services import create_postgres_database, drop_postgres_database
 from wch import create_app
 from wch.config import Settings
-from wch.db import db
+from wch.db import db, transaction, utcnow
+from wch.monitoring.rollups import refresh_cart_snapshot, roll_up_finished_jobs
 
 PAGES = {
     "dashboard": "/admin/",
@@ -38,13 +40,18 @@ PAGES = {
     "jobs, all": "/admin/jobs/",
     "carts": "/admin/carts/",
     "carts, expired": "/admin/carts/?idle=expired",
+    "jobs, about order 1234": "/admin/jobs/?q=order+1234",
+    "orders": "/admin/orders/",
+    "audit log": "/admin/audit/",
     "metrics": "/metrics",
 }
 TYPES = ["sync_product", "sync_inventory", "notify_order", "send_cart_reminder", "broadcast_batch", "cleanup_carts"]
+SUBJECTS = {"sync_product": "product", "sync_inventory": "product", "notify_order": "order",
+            "send_cart_reminder": "cart"}
 ERRORS = ["ConnectionError: Read timed out. (read timeout=10)", "WhatsAppError: (#131026) Message undeliverable",
           "KeyError: 'retailer_id'", "WhatsAppError: (#130429) Rate limit hit"]
 JOB_COLUMNS = ("id", "type", "queue", "args", "status", "attempts", "last_error", "enqueued_at", "started_at",
-               "finished_at", "published_at", "digest")
+               "finished_at", "published_at", "digest", "subject")
 CART_COLUMNS = ("customer_phone", "customer_name", "items", "total", "currency", "status", "reminder_sent_at",
                 "created_at", "updated_at")
 HEADERS = ["page", "database", "rows", "median ms", "p95 ms", "requests"]
@@ -66,6 +73,7 @@ def run(*, quick: bool) -> None:
                         _fill(database, rows)
                         print(f"{database}: inserted {rows:,} jobs and {rows:,} carts "
                               f"in {time.perf_counter() - started:.0f} s")
+                    _roll_up()
                     make_user()
                     client = client_for(app)
                     log_in(client)
@@ -127,6 +135,15 @@ def _fill(database: str, rows: int) -> None:
         conn.execute(text("VACUUM ANALYZE" if database == "postgresql" else "ANALYZE"))
 
 
+def _roll_up() -> None:
+    """What the ``roll_up_dashboard`` job does every minute."""
+    now = utcnow()
+    with transaction():
+        roll_up_finished_jobs(now=now)
+    with transaction():
+        refresh_cart_snapshot(expiry_hours=72, now=now)
+
+
 def _insert_sqlite(connection, table: str, columns: tuple[str, ...], rows: Iterator[tuple]) -> None:
     cursor = connection.cursor()
     if not connection.in_transaction:
@@ -161,11 +178,12 @@ def _jobs(count: int) -> Iterator[tuple]:
         finished = enqueued + timedelta(seconds=rng.uniform(0.1, 5)) if status in ("succeeded", "failed",
                                                                                    "canceled") else None
         type_ = TYPES[index % len(TYPES)]
+        subject = f"{SUBJECTS[type_]}:{index // len(TYPES)}" if type_ in SUBJECTS else None
         yield (str(uuid.UUID(int=rng.getrandbits(128), version=4)), type_, "sync",
-               json.dumps({"product_id": index}), status, 4 if status == "failed" else 1,
+               json.dumps({"store_id": index // len(TYPES)}), status, 4 if status == "failed" else 1,
                rng.choice(ERRORS) if status == "failed" else None, _stamp(enqueued),
                _stamp(enqueued) if finished else None, _stamp(finished) if finished else None,
-               _stamp(enqueued), f"{index:064x}")
+               _stamp(enqueued), f"{index:064x}", subject)
 
 
 def _carts(count: int) -> Iterator[tuple]:

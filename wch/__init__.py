@@ -57,8 +57,8 @@ def create_app(settings: Settings | None = None, *, publisher: object = _DEFAULT
     elif isinstance(publisher, dramatiq.Broker):
         publisher = BrokerPublisher(publisher)
     init_runtime(app, Runtime(settings=settings, publisher=publisher))
-    init_web(app, secure_cookie=settings.session_cookie_secure)
-    init_admin(app)
+    init_web(app, settings)
+    init_admin(app, settings)
     register_commands(app)
     return app
 

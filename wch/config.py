@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from limits import parse_many
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 BROKER_SCHEMES = {"amqp", "amqps", "stub"}
 DATABASE_SCHEMES = {"sqlite", "postgresql", "postgresql+psycopg", "postgres"}
 DEFAULT_WHATSAPP_API_URL = "https://graph.facebook.com/v24.0"
+RATELIMIT_STORAGE_SCHEMES = {"memory", "redis", "rediss", "redis+unix", "memcached"}
 # Paid and fulfilment statuses only: a guest checkout can create unpaid orders (on-hold, pending, failed,
 # cancelled) for any phone number, which would make the store's number message strangers.
 DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "completed", "refunded")
@@ -77,6 +81,16 @@ class Settings:
     messaging_limit: int | None = 250
     uncertain_after: float = 900.0
     order_messages_per_day: int = 5
+    timezone: str = "UTC"
+    session_idle_minutes: int = 120
+    login_limit_per_account: str = "10 per 15 minutes"
+    login_limit_per_address: str = "30 per 15 minutes"
+    ratelimit_storage_url: str = "memory://"
+    login_concurrency: int = 2
+    trusted_proxies: int = 0
+    max_upload_mb: int = 16
+    rabbitmq_management_allow_http: bool = False
+    broker_stats_ttl: float = 5.0
 
     @property
     def broker_is_stub(self) -> bool:
@@ -139,6 +153,16 @@ class Settings:
             messaging_limit=_messaging_limit(env, "WCH_MESSAGING_LIMIT", 250),
             uncertain_after=_positive_seconds(env, "WCH_UNCERTAIN_AFTER", 900.0),
             order_messages_per_day=_positive_int(env, "WCH_ORDER_MESSAGES_PER_DAY", 5),
+            timezone=_timezone(env, "WCH_TIMEZONE"),
+            session_idle_minutes=_positive_int(env, "WCH_SESSION_IDLE_MINUTES", 120),
+            login_limit_per_account=_rate_limit(env, "WCH_LOGIN_LIMIT_PER_ACCOUNT", "10 per 15 minutes"),
+            login_limit_per_address=_rate_limit(env, "WCH_LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
+            ratelimit_storage_url=_url(env, "WCH_RATELIMIT_STORAGE_URL", "memory://", RATELIMIT_STORAGE_SCHEMES),
+            login_concurrency=_positive_int(env, "WCH_LOGIN_CONCURRENCY", 2),
+            trusted_proxies=_whole_number(env, "WCH_TRUSTED_PROXIES", 0),
+            max_upload_mb=_positive_int(env, "WCH_MAX_UPLOAD_MB", 16),
+            rabbitmq_management_allow_http=_flag(env, "WCH_RABBITMQ_MANAGEMENT_ALLOW_HTTP", False),
+            broker_stats_ttl=_seconds(env, "WCH_BROKER_STATS_TTL", 5.0),
         )
 
 
@@ -185,6 +209,31 @@ def _worker_lost_after(env: Mapping[str, str], heartbeat: int) -> int:
         raise ConfigError(f"WCH_WORKER_LOST_AFTER: must be at least two heartbeats "
                           f"(2 x WCH_WORKER_HEARTBEAT = {2 * heartbeat} s), got {value}")
     return value
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise ConfigError(f"{name}: {raw!r} is not a whole number, 0 or more")
+    return int(raw)
+
+
+def _timezone(env: Mapping[str, str], name: str) -> str:
+    raw = (env.get(name) or "").strip() or "UTC"
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a time zone (expected e.g. Europe/Berlin)") from None
+    return raw
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or "").strip() or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a rate (expected e.g. 10 per 15 minutes)") from None
+    return raw
 
 
 def _delays(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:

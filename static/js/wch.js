@@ -99,7 +99,53 @@
     render();
   }
 
+  // Forms that ask before they submit (data-confirm="question"): no inline handlers, so the CSP can forbid them.
+  function confirmations() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+      });
+    });
+  }
+
+  // A campaign's CSV goes up with a progress bar, then the server imports it (a chunk at a time);
+  // the answer replaces the page, as a plain form post would.
+  function uploadProgress() {
+    var form = document.getElementById("campaign-form");
+    var box = document.getElementById("upload-progress");
+    if (!form || !box || !window.XMLHttpRequest) { return; }
+    form.addEventListener("submit", function (event) {
+      var file = form.querySelector("input[type=file]");
+      var csv = form.querySelector("input[name=audience]:checked");
+      if (!file || !file.files.length || !csv || csv.value !== "csv") { return; }
+      event.preventDefault();
+      var bar = box.querySelector("progress");
+      var text = document.getElementById("upload-progress-text");
+      var request = new XMLHttpRequest();
+      box.classList.remove("d-none");
+      form.querySelector("button[type=submit]").disabled = true;
+      request.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) { return; }
+        bar.value = Math.round(100 * e.loaded / e.total);
+        text.textContent = e.loaded < e.total ? "Uploading… " + bar.value + " %" : "Importing the recipients…";
+      });
+      request.addEventListener("load", function () {
+        document.open();
+        document.write(request.responseText);
+        document.close();
+      });
+      request.addEventListener("error", function () {
+        text.textContent = "The upload failed; try again.";
+        form.querySelector("button[type=submit]").disabled = false;
+      });
+      request.open("POST", form.action);
+      request.send(new FormData(form));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    confirmations();
+    uploadProgress();
     drawChart();
     livePreview();
     var box = document.getElementById("wch-dashboard");

@@ -8,6 +8,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from tests.support.apps import on_both_databases, with_env
 from tests.support.panel import client_for, csrf_token, log_in, make_user
 from wch.carts import reminder_settings
 from wch.db import db
@@ -122,3 +123,60 @@ def test_viewer_can_read_campaigns_and_settings_but_change_nothing(app):
     assert 'id="save-settings"' not in client.get("/admin/settings/").get_data(as_text=True)
     assert post(client, "/admin/settings/", {"delay_hours": "5"}).status_code == 403
     assert post(client, "/admin/campaigns/new", {"name": "x"}).status_code == 403
+
+
+@on_both_databases
+@pytest.mark.parametrize("content, why", [
+    (b"phone,name\n+4915112345678,Ana\x00\n", "not CSV text"),
+    (b"phone,name\n" + b"+4915112345678," + b"x" * 200_000 + b"\n", "not CSV text"),
+])
+def test_a_broken_csv_is_refused_and_creates_nothing(app, admin, content, why):
+    response = post(admin, "/admin/campaigns/new", {
+        "name": "Broken", "kind": "text", "text": "Hi", "audience": "csv", "start": "draft",
+        "csv_file": (io.BytesIO(content), "audience.csv"),
+    }, content_type="multipart/form-data")
+    assert response.status_code == 400 and why in response.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Campaign)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Recipient)) == 0
+
+
+@on_both_databases
+def test_over_long_names_are_refused_or_cut_to_fit(app, admin):
+    refused = post(admin, "/admin/campaigns/new", {"name": "n" * 201, "kind": "text", "text": "Hi",
+                                                   "audience": "all", "start": "draft"})
+    assert refused.status_code == 400 and "the name is too long (201 characters; at most 200)" in \
+        refused.get_data(as_text=True)
+    csv = "phone,name\n+4915112345678," + "A" * 500 + "\n"
+    created = post(admin, "/admin/campaigns/new", {
+        "name": "Long names", "kind": "text", "text": "Hi {name}", "audience": "csv", "start": "draft",
+        "csv_file": (io.BytesIO(csv.encode()), "audience.csv"),
+    }, content_type="multipart/form-data")
+    assert created.status_code == 200
+    assert db.session.scalar(select(Recipient.name)) == "A" * 200
+
+
+@with_env(WCH_MAX_UPLOAD_MB="1")
+def test_an_upload_over_the_size_cap_is_refused_before_it_is_read(app, admin):
+    big = b"phone\n" + b"+4915112345678\n" * 80_000  # 1.2 MB
+    response = post(admin, "/admin/campaigns/new", {
+        "name": "Big", "kind": "text", "text": "Hi", "audience": "csv", "start": "draft",
+        "csv_file": (io.BytesIO(big), "audience.csv"),
+    }, content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert db.session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_a_large_csv_is_imported_in_committed_chunks(app, admin, monkeypatch):
+    from wch.messaging.campaigns import audience
+    monkeypatch.setattr(audience, "INSERT_CHUNK", 10)
+    commits = []
+    monkeypatch.setattr(db.session, "commit", lambda original=db.session.commit: commits.append(1) or original())
+    rows = "".join(f"+4915112345{n:03d}\n" for n in range(45))
+    response = post(admin, "/admin/campaigns/new", {
+        "name": "Chunks", "kind": "text", "text": "Hi", "audience": "csv", "start": "draft",
+        "csv_file": (io.BytesIO(("phone\n" + rows).encode()), "audience.csv"),
+    }, content_type="multipart/form-data")
+    assert "Campaign created with 45 recipient(s)." in response.get_data(as_text=True)
+    assert len(commits) >= 5  # four full chunks of 10 and the last one, each committed
+    assert db.session.scalar(select(Campaign.status_reason)) is None

@@ -4,6 +4,7 @@ redacts what jobs carry."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from flask import Blueprint
@@ -15,7 +16,7 @@ from wch.models import Campaign, Job, ReminderSettings, User
 from wch.web.csrf import is_csrf_exempt
 
 PLACEHOLDERS = {"job_id": "00000000-0000-0000-0000-000000000000", "cart_id": 1, "campaign_id": 1,
-                "recipient_id": 1, "filename": "x", "action": "pause"}
+                "recipient_id": 1, "filename": "x", "action": "pause", "store_id": 1, "contact_id": 1, "user_id": 1}
 
 
 def admin_rules(app, method: str) -> list[str]:
@@ -170,3 +171,39 @@ def test_passwords_are_stored_hashed(app):
     stored = db.session.scalar(select(User.password_hash))
     assert PASSWORD not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_every_answer_carries_the_security_headers(app, admin):
+    for url in ("/admin/", "/login", "/healthz", "/admin/jobs/"):
+        headers = client_for(app).get(url).headers if url == "/login" else admin.get(url).headers
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy
+        assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0], url
+        assert headers["X-Frame-Options"] == "DENY" and headers["Referrer-Policy"] == "same-origin", url
+        assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_no_inline_script_is_left_in_the_templates():
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    for page in templates.rglob("*.html"):
+        html = page.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", html):
+            assert "src=" in tag or 'type="application/json"' in tag, (page.name, tag)
+        assert not re.search(r"\son[a-z]+=", html), page.name  # onclick=, onsubmit=…
+
+
+def test_a_nul_byte_in_a_field_is_refused_and_changes_nothing(app, admin):
+    assert admin.get("/admin/jobs/?q=a%00b").status_code == 400
+    token = csrf_token(admin, "/admin/")
+    before = state()
+    response = admin.post("/admin/settings/", data={"csrf_token": token, "delay_hours": "5", "message": "Hi\x00"})
+    assert response.status_code == 400
+    assert state() == before
+
+
+def test_a_large_body_is_refused_before_the_log_in_check_reads_it(app):
+    client = client_for(app)
+    token = csrf_token(client)
+    response = client.post("/login", data={"csrf_token": token, "email": "a@example.com", "password": "x" * 70_000})
+    assert response.status_code == 413
+    assert client.post("/admin/settings/", data={"csrf_token": token, "blob": "x" * 70_000}).status_code == 413

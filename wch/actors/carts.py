@@ -18,6 +18,7 @@ from wch.carts.cleanup import CLEANUP_CARTS, cleanup_expired_carts
 from wch.db import transaction, utcnow
 from wch.jobs import JobType, job_actor
 from wch.jobs.schedule import claim_slot
+from wch.monitoring.rollups import refresh_cart_snapshot
 from wch.whatsapp import WhatsAppError, shared_client
 
 TRIGGER_REMINDER_SCAN = JobType("trigger_reminder_scan", queue="carts")
@@ -30,6 +31,9 @@ def cleanup_carts(trigger: str = "schedule") -> dict[str, Any]:
     run = cleanup_expired_carts(expiry_hours=settings.cart_expiry_hours,
                                 recovery_window_hours=settings.recovery_window_hours,
                                 batch_size=settings.cleanup_batch_size, trigger=trigger)
+    with transaction():
+        # The dashboard shows the deleted carts gone at once, not at the next rollup.
+        refresh_cart_snapshot(expiry_hours=settings.cart_expiry_hours, now=utcnow(), only_if_kept=True)
     return run.to_dict()
 
 

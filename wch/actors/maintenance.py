@@ -15,15 +15,17 @@ from periodiq import cron
 
 from wch import runtime
 from wch.carts.cleanup import cleanup_later
-from wch.db import transaction
+from wch.db import transaction, utcnow
 from wch.jobs import JobType, dispatch, job_actor, lifeline, outbox, upkeep
 from wch.jobs.schedule import claim_slot, hour_slot, minute_slot
+from wch.monitoring.rollups import refresh_cart_snapshot, roll_up_finished_jobs
 from wch.store.deliveries import forget_old_deliveries
 
 TRIGGER_HOURLY_WORK = JobType("trigger_hourly_work", queue="maintenance")
 RELAY_OUTBOX = JobType("relay_outbox", queue="maintenance")
 FORGET_WEBHOOK_DELIVERIES = JobType("forget_webhook_deliveries", queue="maintenance")
 TRIGGER_RESCUE_JOBS = JobType("trigger_rescue_jobs", queue="maintenance")
+ROLL_UP_DASHBOARD = JobType("roll_up_dashboard", queue="maintenance")
 
 
 @job_actor(TRIGGER_HOURLY_WORK, periodic=cron("0 * * * *"), retry_delays=(), safe_to_repeat=True)
@@ -85,3 +87,13 @@ def rescue_jobs() -> dict[str, int]:
     settings = runtime.settings()
     return lifeline.rescue(rescue_after=settings.rescue_after, worker_lost_after=settings.worker_lost_after,
                            max_broker_delay=settings.max_broker_delay).to_dict()
+
+
+@job_actor(ROLL_UP_DASHBOARD, periodic=cron("* * * * *"), retry_delays=(), safe_to_repeat=True)
+def roll_up_dashboard() -> int:
+    """Every minute: count newly finished jobs into their hours and snapshot the cart numbers (harmless to repeat)."""
+    with transaction():
+        counted = roll_up_finished_jobs(now=utcnow())
+    with transaction():
+        refresh_cart_snapshot(expiry_hours=runtime.settings().cart_expiry_hours, now=utcnow())
+    return counted

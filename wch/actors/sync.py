@@ -6,7 +6,7 @@ recipient, the template, the account, the configuration) fail at once.
 
 All are safe to repeat after an interrupted attempt: a catalog push sends
 the product's current state again (Meta's ``items_batch`` is an upsert), and
-an order message is claimed in ``order_notifications`` before it is sent, so
+an order message is claimed in ``messages`` before it is sent, so
 a second run finds it claimed and sends nothing.
 """
 

@@ -7,19 +7,24 @@ views only turn forms into calls, commit, and turn errors into messages.
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
+from sqlalchemy import select
 
 from wch import runtime
+from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
-from wch.db import read_only, transaction
+from wch.admin.export import csv_response
+from wch.admin.formatting import StoreTime
+from wch.db import db, read_only, transaction
 from wch.messaging import campaigns, limits
-from wch.models import CampaignStatus, RecipientStatus
+from wch.models import Campaign, CampaignStatus, Recipient, RecipientStatus
 from wch.whatsapp import DEFAULT_SENDER
 
 RECIPIENTS_PAGE = 100
+MAX_PAGE = 100_000  # 10 million recipients; a larger page number would overflow the database's OFFSET
 CLOSED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
 ACTIONS = {
     "pause": campaigns.pause_campaign,
@@ -60,10 +65,14 @@ class CampaignsView(StaffOnly, BaseView):
                     all_contacts=not use_csv,
                     csv_file=(io.TextIOWrapper(upload.stream, encoding="utf-8-sig", errors="replace")
                               if use_csv else None),
+                    # A chunk at a time: a big file never holds the database (SQLite's write lock) for long.
+                    on_chunk=lambda added: db.session.commit(),
                 )
                 # Read before the commit: reading the committed (expired) campaign later would
                 # begin a transaction, holding SQLite's write lock, until the request ends.
                 campaign_id, total = result.campaign.id, result.campaign.total
+                audited("campaign.create", f"campaign:{campaign_id}", name=result.campaign.name, recipients=total,
+                        audience="csv" if use_csv else "all contacts")
         except (campaigns.CampaignError, ValueError) as error:
             return self.render("admin/wch/campaign_new.html", form=form, error=str(error)), 400
         if form.get("start") in {"now", "at"}:
@@ -71,6 +80,7 @@ class CampaignsView(StaffOnly, BaseView):
                 with transaction():
                     campaigns.start_campaign(campaign_id, at=start_at,
                                              max_broker_delay=runtime.settings().max_broker_delay)
+                    audited("campaign.start", f"campaign:{campaign_id}", at=start_at.isoformat() if start_at else "now")
             except campaigns.CampaignError as error:
                 flash(f"Created, but not started: {error}", "warning")
         flash(f"Campaign created with {total} recipient(s).", "success")
@@ -87,7 +97,7 @@ class CampaignsView(StaffOnly, BaseView):
             abort(404)
         status = request.args.get("status", "")
         status = status if status in {s.value for s in RecipientStatus} else ""
-        page = max(0, request.args.get("page", 0, type=int))
+        page = min(max(0, request.args.get("page", 0, type=int)), MAX_PAGE)
         rows = campaigns.list_recipients(campaign_id, status=status or None, limit=RECIPIENTS_PAGE + 1,
                                          offset=page * RECIPIENTS_PAGE)
         plan = _plan(campaign_id) if progress["status"] not in CLOSED else None
@@ -95,12 +105,25 @@ class CampaignsView(StaffOnly, BaseView):
                            has_more=len(rows) > RECIPIENTS_PAGE, page=page, status=status,
                            statuses=[s.value for s in RecipientStatus])
 
+    @expose("/<int:campaign_id>/recipients.csv")
+    def export(self, campaign_id: int):
+        """Every recipient of the campaign as CSV: phone, name, state, when sent, delivered and read, error."""
+        columns = (Recipient.phone, Recipient.name, Recipient.status, Recipient.sent_at, Recipient.delivered_at,
+                   Recipient.read_at, Recipient.error_code, Recipient.error)
+        with read_only():
+            if db.session.get(Campaign, campaign_id) is None:
+                abort(404)
+            rows = db.session.execute(select(*columns).where(Recipient.campaign_id == campaign_id)
+                                      .order_by(Recipient.id)).all()
+        return csv_response(f"campaign-{campaign_id}-recipients.csv", [c.key for c in columns], rows)
+
     @expose("/<int:campaign_id>/start", methods=["POST"])
     def start(self, campaign_id: int):
         try:
+            at = _start_time(request.form)
             with transaction():
-                campaigns.start_campaign(campaign_id, at=_start_time(request.form),
-                                         max_broker_delay=runtime.settings().max_broker_delay)
+                campaigns.start_campaign(campaign_id, at=at, max_broker_delay=runtime.settings().max_broker_delay)
+                audited("campaign.start", f"campaign:{campaign_id}", at=at.isoformat() if at else "now")
             flash("Campaign started." if request.form.get("start") != "at" else "Campaign scheduled.", "success")
         except (campaigns.CampaignError, ValueError) as error:
             flash(str(error), "danger")
@@ -113,6 +136,8 @@ class CampaignsView(StaffOnly, BaseView):
         try:
             with transaction():
                 outcome = ACTIONS[action](campaign_id)
+                audited("campaign.retry_failed" if action == "retry" else f"campaign.{action}",
+                        f"campaign:{campaign_id}")
                 message = (f"{outcome} failed recipient(s) will be sent again." if action == "retry"
                            else f"Campaign {outcome.status}.")
             flash(message, "success")
@@ -130,16 +155,14 @@ def _plan(campaign_id: int) -> dict:
 
 
 def _start_time(form) -> datetime | None:
-    """The ``start_at`` field when ``start`` is ``at``; else now (None).
+    """The ``start_at`` field when ``start`` is ``at``, in UTC; else now (None).
 
-    A time with an offset is converted to UTC; one without (what a
-    ``datetime-local`` input sends) is taken as UTC, as the form says.
+    A time without an offset (what a ``datetime-local`` input sends) is in
+    the store's zone (``WCH_TIMEZONE``); one with an offset is converted.
     """
     if form.get("start") != "at":
         return None
-    raw = (form.get("start_at") or "").strip()
     try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        raise campaigns.CampaignError(f"{raw!r} is not a date and time (YYYY-MM-DD HH:MM, UTC)") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        return StoreTime(runtime.settings().timezone).parse(form.get("start_at") or "")
+    except ValueError as error:
+        raise campaigns.CampaignError(str(error)) from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import flash, redirect, url_for
 from flask_admin import AdminIndexView, expose
 
 from wch import runtime
+from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
+from wch.admin.formatting import StoreTime
 from wch.carts.cleanup import cleanup_later
 from wch.db import transaction
 from wch.monitoring.overview import overview
@@ -28,9 +32,14 @@ class DashboardView(StaffOnly, AdminIndexView):
         # unique: a double click (or two staff members) queue one cleanup, not two.
         with transaction():
             job_id = cleanup_later("panel", unique=True).id
+            audited("carts.cleanup", f"job:{job_id}")
         flash(f"Cart cleanup queued (job {job_id}).", "success")
         return redirect(url_for(".index"))
 
     def _numbers(self) -> dict:
         settings = runtime.settings()
-        return {"o": overview(settings), "settings": settings}
+        numbers = overview(settings)
+        store_time = StoreTime(settings.timezone)
+        hourly = numbers["hourly"]
+        hourly["labels"] = [store_time.hour_label(datetime.fromisoformat(hour)) for hour in hourly["hours"]]
+        return {"o": numbers, "settings": settings}

@@ -14,9 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import load_only
 
 from wch import runtime
+from wch.admin import subjects
+from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
+from wch.admin.export import csv_response
+from wch.admin.formatting import short
 from wch.admin.paging import newest_first
-from wch.db import db, transaction, utcnow
+from wch.db import db, read_only, transaction, utcnow
 from wch.jobs import DispatchError, cancel, end_stuck, retry, retry_many
 from wch.jobs.dispatcher import job_types
 from wch.models import Job, JobStatus, WorkerProcess
@@ -29,7 +33,10 @@ SEARCH_SCAN_CAP = 10_000
 MAX_SELECTED = 500
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 JOB_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-LIST_COLUMNS = (Job.id, Job.type, Job.status, Job.attempts, Job.enqueued_at, Job.eta, Job.finished_at, Job.last_error)
+LIST_COLUMNS = (Job.id, Job.type, Job.status, Job.attempts, Job.enqueued_at, Job.eta, Job.finished_at, Job.last_error,
+                Job.subject)
+# Most rows one CSV export of the jobs list holds (newest first).
+EXPORT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,10 @@ def failed_matching(filters: JobFilter, *, limit: int, now: datetime):
     their error text.
     """
     failed = JobFilter(type=filters.type, status=JobStatus.FAILED.value, since=filters.since)
+    subject = subjects.parse(filters.q) if filters.is_error_search else None
+    if subject is not None:
+        query = failed.where(select(Job.id).where(Job.subject.in_(subject.subjects or ("",))), now=now)
+        return query.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(limit)
     if not filters.q:
         query = failed.where(select(Job.id), now=now).order_by(Job.enqueued_at.desc(), Job.id.desc())
         return query.limit(limit)
@@ -96,6 +107,26 @@ def failed_matching(filters: JobFilter, *, limit: int, now: datetime):
     )
 
 
+def matching(filters: JobFilter, query, *, now: datetime):
+    """``query`` narrowed to the jobs ``filters`` match, and a note on how the search was read (or None).
+
+    A job id is one primary-key lookup; ``order 1234``, ``sku SKU-9`` or a
+    phone reads the jobs about those subjects (:mod:`wch.admin.subjects`);
+    other text searches the error of recent failed jobs.
+    """
+    if filters.is_id_search:
+        return query.where(Job.id == filters.q.lower()), None
+    subject = subjects.parse(filters.q) if filters.q else None
+    if subject is not None:
+        query = filters.where(query.where(Job.subject.in_(subject.subjects or ("",))), now=now)
+        return query, f"Jobs about {subject.label}" + ("" if subject.subjects else ": nothing by that name.")
+    if filters.is_error_search:
+        query = query.where(Job.id.in_(failed_matching(filters, limit=SEARCH_SCAN_CAP, now=now).scalar_subquery()))
+        return query, (f"Error text is searched in failed jobs only: the newest {SEARCH_SCAN_CAP:,} of the chosen "
+                       "type and time window.")
+    return filters.where(query, now=now), None
+
+
 class JobsView(StaffOnly, BaseView):
     """``/admin/jobs/``: the jobs ledger, newest first, filtered by type, status, time, id or error text."""
 
@@ -103,17 +134,7 @@ class JobsView(StaffOnly, BaseView):
     def index(self):
         now = utcnow()
         filters = JobFilter.from_args(request.args)
-        query = select(Job).options(load_only(*LIST_COLUMNS))
-        notice = None
-        if filters.is_id_search:
-            # A job id is the primary key: one index lookup, whatever the other filters say.
-            query = query.where(Job.id == filters.q.lower())
-        elif filters.is_error_search:
-            query = query.where(Job.id.in_(failed_matching(filters, limit=SEARCH_SCAN_CAP, now=now).scalar_subquery()))
-            notice = (f"Error text is searched in failed jobs only: the newest {SEARCH_SCAN_CAP:,} of the chosen "
-                      "type and time window.")
-        else:
-            query = filters.where(query, now=now)
+        query, notice = matching(filters, select(Job).options(load_only(*LIST_COLUMNS)), now=now)
         rows, before, first_page = newest_first(
             query, at=Job.enqueued_at, key=Job.id, before=request.args.get("before", "")
         )
@@ -128,9 +149,20 @@ class JobsView(StaffOnly, BaseView):
             older=older,
             first_page=first_page,
             notice=notice,
-            errors={job.id: _short(redact_text(job.last_error)) for job in rows},
+            errors={job.id: short(redact_text(job.last_error)) for job in rows},
             now=now,
         )
+
+    @expose("/export.csv")
+    def export(self):
+        """The filtered list as CSV, newest first, at most :data:`EXPORT_CAP` rows."""
+        now = utcnow()
+        filters = JobFilter.from_args(request.args)
+        with read_only():
+            query, _ = matching(filters, select(*LIST_COLUMNS), now=now)
+            rows = db.session.execute(query.order_by(Job.enqueued_at.desc(), Job.id.desc()).limit(EXPORT_CAP)).all()
+        header = ["id", "type", "status", "attempts", "enqueued_at", "eta", "finished_at", "last_error", "subject"]
+        return csv_response("jobs.csv", header, ([*row[:7], redact_text(row.last_error), row.subject] for row in rows))
 
     @expose("/<job_id>")
     def details(self, job_id: str):
@@ -154,17 +186,17 @@ class JobsView(StaffOnly, BaseView):
 
     @expose("/<job_id>/retry", methods=["POST"])
     def retry(self, job_id: str):
-        self._act(retry, [job_id], done="retrying")
+        self._act(retry, [job_id], done="retrying", audit_as="job.retry", via="job page")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/<job_id>/fail", methods=["POST"])
     def fail(self, job_id: str):
-        self._act(end_stuck, [job_id], done="failed")
+        self._act(end_stuck, [job_id], done="failed", audit_as="job.fail", via="job page")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/<job_id>/cancel", methods=["POST"])
     def cancel(self, job_id: str):
-        self._act(cancel, [job_id], done="canceled")
+        self._act(cancel, [job_id], done="canceled", audit_as="job.cancel", via="job page")
         return redirect(url_for(".details", job_id=job_id))
 
     @expose("/bulk", methods=["POST"])
@@ -176,9 +208,9 @@ class JobsView(StaffOnly, BaseView):
         if not ids:
             flash("Select some jobs first.", "warning")
         elif action == "retry":
-            self._act(retry, ids, done="retrying")
+            self._act(retry, ids, done="retrying", audit_as="job.retry", via="selected")
         else:
-            self._act(cancel, ids, done="canceled")
+            self._act(cancel, ids, done="canceled", audit_as="job.cancel", via="selected")
         return redirect(_same_site(request.form.get("next")) or url_for(".index"))
 
     @expose("/retry-failed", methods=["GET", "POST"])
@@ -192,6 +224,8 @@ class JobsView(StaffOnly, BaseView):
             with transaction():
                 ids = list(db.session.scalars(failed_matching(filters, limit=cap, now=now)))
                 retried = retry_many(ids)
+                for job_id in retried:
+                    audited("job.retry", f"job:{job_id}", via="all failed matching a filter")
             if retried:
                 flash(f"{len(retried)} job(s) retrying.", "success")
             if len(retried) < len(ids):
@@ -203,13 +237,15 @@ class JobsView(StaffOnly, BaseView):
         )
         return self.render("admin/wch/jobs_retry_confirm.html", filters=filters, matching=matching, cap=cap)
 
-    def _act(self, action, ids: list[str], *, done: str) -> None:
-        """Apply ``action`` to each job in its own transaction, so one refusal does not undo the others."""
+    def _act(self, action, ids: list[str], *, done: str, audit_as: str, via: str) -> None:
+        """Apply ``action`` to each job in its own transaction (with its audit entry), so one refusal does not
+        undo the others."""
         applied, refused = 0, []
         for job_id in ids:
             try:
                 with transaction():
                     action(job_id)
+                    audited(audit_as, f"job:{job_id}", via=via)
                 applied += 1
             except DispatchError as error:
                 refused.append(str(error))
@@ -229,13 +265,6 @@ def _worker_gone(worker: str | None) -> bool:
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _short(text: str | None, length: int = 120) -> str:
-    if not text:
-        return ""
-    line = text.strip().splitlines()[-1] if text.strip() else ""
-    return line if len(line) <= length else line[: length - 1] + "…"
 
 
 def _same_site(target: str | None) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, and_, or_
@@ -11,6 +11,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from wch.db import db
 
 PAGE_SIZE = 50
+# Larger keys cannot be in a 64-bit column (and overflow SQLite's integers).
+MAX_KEY = 2**63 - 1
 
 
 class Page(NamedTuple):
@@ -37,11 +39,17 @@ def newest_first(query: Select, *, at: InstrumentedAttribute, key: InstrumentedA
 
 
 def _parse(raw: str, key_type: type) -> tuple[datetime, Any] | None:
+    """The cursor ``<timestamp>~<key>``, or None (the first page) for anything malformed."""
     at, _, key = raw.partition("~")
     try:
-        parsed = datetime.fromisoformat(at)
-    except ValueError:
+        given = datetime.fromisoformat(at)
+        parsed = given.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if not parsed.tzinfo or not key or (key_type is int and not key.isdigit()):
+    if given.tzinfo is None or not key or len(key) > 100:
         return None
-    return parsed, key_type(key)
+    if key_type is int:
+        if not (key.isascii() and key.isdigit()) or int(key) > MAX_KEY:
+            return None
+        return parsed, int(key)
+    return parsed, key

@@ -6,6 +6,7 @@ from flask import flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 
 from wch import runtime
+from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
 from wch.carts import reminder_settings
 from wch.db import read_only, transaction
@@ -29,6 +30,7 @@ class SettingsView(StaffOnly, BaseView):
             try:
                 with transaction():
                     reminder_settings.save_settings(values, cart_expiry_hours=expiry_hours)
+                    audited("settings.reminders", "reminder settings", **values)
                 flash("Reminder settings saved.", "success")
                 return redirect(url_for(".index"))
             except reminder_settings.ReminderSettingsError as error:

@@ -32,7 +32,7 @@ from wch.models import Cart, CartStatus, Contact, Job, MessageState
 from wch.whatsapp import RetryLater, WhatsAppClient, WhatsAppError
 
 SCAN_ABANDONED_CARTS = JobType("scan_abandoned_carts", queue="carts")
-SEND_CART_REMINDER = JobType("send_cart_reminder", queue="carts")
+SEND_CART_REMINDER = JobType("send_cart_reminder", queue="carts", subject="cart:{cart_id}")
 SCAN_CHUNK = 500
 
 

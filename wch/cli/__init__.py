@@ -19,6 +19,7 @@ APP_FACTORY = "wch:create_app"
 
 
 def register_commands(app: Flask) -> None:
+    from wch.cli.audit import audit
     from wch.cli.campaigns import campaigns_cli
     from wch.cli.carts import carts
     from wch.cli.demo import demo
@@ -29,7 +30,7 @@ def register_commands(app: Flask) -> None:
     from wch.cli.users import users
     from wch.cli.workers import workers
 
-    for command in (jobs, carts, workers, up, users, demo, sync, campaigns_cli, messages_cli):
+    for command in (jobs, carts, workers, up, users, audit, demo, sync, campaigns_cli, messages_cli):
         app.cli.add_command(command)
 
 

@@ -9,6 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from wch import runtime
+from wch.cli.audit import audited
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import read_only, transaction
 from wch.messaging import campaigns, limits
@@ -41,6 +42,8 @@ def create(name, template_name, language, parameters, text, csv_file, all_contac
             text=text, all_contacts=all_contacts, csv_file=csv_file,
         )
         campaign_id, total = result.campaign.id, result.campaign.total
+        audited("campaign.create", f"campaign:{campaign_id}", name=result.campaign.name, recipients=total,
+                audience="all contacts" if all_contacts else "csv")
     bad = [{"line": b.line, "value": b.value, "reason": b.reason} for b in result.bad_rows]
     if as_json:
         echo_json({"id": campaign_id, "total": total, "bad_count": result.bad_count, "bad_rows": bad})
@@ -63,7 +66,8 @@ def start(campaign_id: int, start_at: datetime | None) -> None:
     """Start sending a draft campaign (now, or --at a UTC time)."""
     at = start_at.replace(tzinfo=UTC) if start_at else None
     max_delay = runtime.settings().max_broker_delay
-    status = _change(lambda: campaigns.start_campaign(campaign_id, at=at, max_broker_delay=max_delay).status)
+    status = _change(lambda: campaigns.start_campaign(campaign_id, at=at, max_broker_delay=max_delay).status,
+                     action="campaign.start", campaign_id=campaign_id, at=at.isoformat() if at else "now")
     click.echo(f"campaign {campaign_id} is {status}")
 
 
@@ -72,7 +76,7 @@ def start(campaign_id: int, start_at: datetime | None) -> None:
 @with_appcontext
 def pause(campaign_id: int) -> None:
     """Pause a sending or scheduled campaign before its next recipient (sends under way still finish)."""
-    _change(campaigns.pause_campaign, campaign_id)
+    _change(campaigns.pause_campaign, campaign_id, action="campaign.pause", campaign_id=campaign_id)
     click.echo(f"campaign {campaign_id} is paused")
 
 
@@ -81,7 +85,7 @@ def pause(campaign_id: int) -> None:
 @with_appcontext
 def resume(campaign_id: int) -> None:
     """Carry on sending a paused campaign."""
-    _change(campaigns.resume_campaign, campaign_id)
+    _change(campaigns.resume_campaign, campaign_id, action="campaign.resume", campaign_id=campaign_id)
     click.echo(f"campaign {campaign_id} is sending")
 
 
@@ -90,7 +94,7 @@ def resume(campaign_id: int) -> None:
 @with_appcontext
 def cancel(campaign_id: int) -> None:
     """Cancel a campaign; recipients not yet sent are skipped."""
-    _change(campaigns.cancel_campaign, campaign_id)
+    _change(campaigns.cancel_campaign, campaign_id, action="campaign.cancel", campaign_id=campaign_id)
     click.echo(f"campaign {campaign_id} is cancelled")
 
 
@@ -99,7 +103,8 @@ def cancel(campaign_id: int) -> None:
 @with_appcontext
 def retry_failed(campaign_id: int) -> None:
     """Send again to the recipients whose message failed."""
-    click.echo(f"{_change(campaigns.retry_failed, campaign_id)} recipient(s) will be retried")
+    retried = _change(campaigns.retry_failed, campaign_id, action="campaign.retry_failed", campaign_id=campaign_id)
+    click.echo(f"{retried} recipient(s) will be retried")
 
 
 @campaigns_cli.command()
@@ -177,7 +182,9 @@ def _plan(campaign_id: int) -> dict:
                                     configured=settings.messaging_limit)
 
 
-def _change(function, *args, **kwargs):
-    """Run one lifecycle change in its own transaction; a refusal is one clear line."""
+def _change(function, *args, action: str, campaign_id: int, **details):
+    """Run one lifecycle change and its audit entry in their own transaction; a refusal is one clear line."""
     with refusals(campaigns.CampaignError), transaction():
-        return function(*args, **kwargs)
+        outcome = function(*args)
+        audited(action, f"campaign:{campaign_id}", **details)
+        return outcome

@@ -12,8 +12,9 @@ from wch.carts import reminders
 from wch.carts.cleanup import cleanup_expired_carts, count_expired
 from wch.carts.reminder_settings import ReminderSettingsError
 from wch.carts.stats import cart_stats
+from wch.cli.audit import audited
 from wch.cli.output import echo_json, json_option, refusals
-from wch.db import read_only
+from wch.db import read_only, transaction
 
 
 @click.group()
@@ -31,6 +32,8 @@ def cleanup(trigger: str, as_json: bool) -> None:
     with read_only():
         expected = count_expired(settings.cart_expiry_hours, settings.recovery_window_hours)
     bar_output = io.StringIO() if as_json else None  # keep the JSON clean
+    with transaction():
+        audited("carts.cleanup", "carts", trigger=trigger)
     with click.progressbar(length=expected, label="Deleting expired carts", file=bar_output) as bar:
         run = cleanup_expired_carts(
             expiry_hours=settings.cart_expiry_hours,

@@ -9,6 +9,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from wch import runtime
+from wch.cli.audit import audited
 from wch.cli.output import echo_json, echo_table, json_option, refusals
 from wch.db import db, read_only, transaction
 from wch.jobs import dispatcher, lifeline, outbox
@@ -94,6 +95,8 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
     with refusals(dispatcher.DispatchError), transaction():
         retried = (dispatcher.retry_failed(type_, limit=limit) if all_failed
                    else [dispatcher.retry(i).id for i in job_ids])
+        for job_id in retried:
+            audited("job.retry", f"job:{job_id}", via="all failed" if all_failed else "by id")
     click.echo(f"retrying {len(retried)} job(s)")
 
 
@@ -102,7 +105,7 @@ def retry(job_ids: tuple[str, ...], all_failed: bool, type_: str | None, limit: 
 @with_appcontext
 def cancel(job_ids: tuple[str, ...]) -> None:
     """Cancel queued or retrying jobs."""
-    _each(dispatcher.cancel, job_ids)
+    _each(dispatcher.cancel, job_ids, audit_as="job.cancel")
     click.echo(f"canceled {len(job_ids)} job(s)")
 
 
@@ -111,7 +114,7 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 @with_appcontext
 def fail_stuck(job_ids: tuple[str, ...]) -> None:
     """Fail running jobs whose worker is gone (silent past WCH_WORKER_LOST_AFTER), so they can be retried."""
-    _each(dispatcher.end_stuck, job_ids)
+    _each(dispatcher.end_stuck, job_ids, audit_as="job.fail")
     click.echo(f"failed {len(job_ids)} job(s)")
 
 
@@ -154,11 +157,12 @@ def rescue(as_json: bool) -> None:
                f"worker is gone, retried {rescued['retried']} and failed {rescued['failed']}")
 
 
-def _each(action, job_ids: tuple[str, ...]) -> None:
-    """Apply ``action`` to every job in one transaction: one refusal changes nothing."""
+def _each(action, job_ids: tuple[str, ...], *, audit_as: str) -> None:
+    """Apply ``action`` to every job, each with its audit entry, in one transaction: one refusal changes nothing."""
     with refusals(dispatcher.DispatchError), transaction():
         for job_id in job_ids:
             action(job_id)
+            audited(audit_as, f"job:{job_id}", via="by id")
 
 
 def _get(job_id: str) -> Job:

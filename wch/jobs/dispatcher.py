@@ -68,7 +68,7 @@ def dispatch(
     type = str(job_type)
     queue = actor_of(type).queue_name
     now = utcnow()
-    row = _row(type, queue, _validated_args(args), now=now, eta=_eta(delay, now))
+    row = _row(job_type, queue, _validated_args(args), now=now, eta=_eta(delay, now))
     if unique:
         row["dedupe_key"] = row["digest"] if unique is True else dedupe_key_of(type, unique)
         existing = _insert_unless_pending([row], now=now)
@@ -100,7 +100,7 @@ def dispatch_many(
     queue = actor_of(type).queue_name
     now = utcnow()
     eta = _eta(delay, now)
-    rows = [_row(type, queue, _validated_args(args), now=now, eta=eta) for args in items]
+    rows = [_row(job_type, queue, _validated_args(args), now=now, eta=eta) for args in items]
     if unique is not None:
         for row in rows:
             row["dedupe_key"] = dedupe_key_of(type, unique(row["args"]))
@@ -117,11 +117,14 @@ def dispatch_many(
     return [row["id"] for row in created]
 
 
-def _row(type: str, queue: str, args: dict[str, Any], *, now: datetime, eta: datetime | None) -> dict[str, Any]:
+def _row(job_type: JobType | str, queue: str, args: dict[str, Any], *, now: datetime,
+         eta: datetime | None) -> dict[str, Any]:
+    type = str(job_type)
     return {
         "id": str(uuid.uuid4()), "type": type, "queue": queue, "args": args,
         "status": JobStatus.QUEUED.value, "attempts": 0, "enqueued_at": now, "eta": eta,
         "digest": args_digest(type, args), "dedupe_key": None,
+        "subject": job_type.subject_of(args) if isinstance(job_type, JobType) else None,
         # Marked now, in the caller's transaction: no second write once it is published.
         "published_at": now if outbox.publishes_now(eta, now) else None,
     }

@@ -1,24 +1,22 @@
-"""Questions about jobs: a job's state and result, what is pending by type, what failed, what finished when.
+"""Questions about jobs: a job's state and result, what is pending by type, what failed, which workers are alive.
 
-Each query reads an index range (one job, the pending slice, the last hours)
+Each query reads an index range (one job, the unfinished jobs, recent workers)
 rather than counting the whole ledger, so they stay fast on millions of rows.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import case, func, select, text
 
 from wch.db import db, utcnow
 from wch.jobs.dispatcher import DispatchError, actor_of, get_job
 from wch.jobs.messages import args_digest
 from wch.jobs.types import JobType
 from wch.models import Job, JobStatus, WorkerProcess
-from wch.models.jobs import PENDING
-
-OUTCOMES = (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value)
+from wch.models.jobs import LIVE_SQL, PENDING
 
 
 def status(job_id: str) -> str:
@@ -45,11 +43,14 @@ def is_scheduled(job_type: JobType | str, args: dict[str, Any] | None = None) ->
 
 
 def pending_counts() -> dict[str, dict[str, int]]:
-    """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work."""
+    """``{type: {"queued": n, "scheduled": n, "retrying": n, "running": n}}`` for every type with pending work.
+
+    Counted in ``ix_jobs_live_status_type_eta``, which holds only the unfinished jobs.
+    """
     later = case((Job.eta > utcnow(), 1), else_=0).label("later")
     rows = db.session.execute(
         select(Job.type, Job.status, later, func.count())
-        .where(Job.status.in_((*PENDING, JobStatus.RUNNING.value)))
+        .where(text(LIVE_SQL))
         .group_by(Job.type, Job.status, text("later"))
     )
     counts: dict[str, dict[str, int]] = {}
@@ -68,63 +69,39 @@ def failed(limit: int = 50, *, job_type: JobType | str | None = None) -> list[Jo
     return list(db.session.scalars(query.order_by(Job.finished_at.desc()).limit(limit)))
 
 
-def finished_outcomes(*, now: datetime, hours: int = 24) -> tuple[dict[str, int], dict[str, list]]:
-    """Jobs succeeded and failed in the last ``hours`` hours, in total and per clock hour (UTC).
+def oldest_pending(*, now: datetime, counts: dict[str, dict[str, int]] | None = None) -> dict[str, float]:
+    """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count).
 
-    One pass over ``ix_jobs_status_finished``: the totals cover exactly the last
-    ``hours`` hours; the chart's buckets are whole clock hours, the last one
-    still filling.
+    Two index look-ups per pending type and state (the first entry of
+    ``ix_jobs_live_status_type_eta`` with no ``eta``, and with the earliest
+    one), however many jobs wait. ``counts`` is :func:`pending_counts`, if
+    the caller has it.
     """
-    since = now - timedelta(hours=hours)
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
-    slots = [start + timedelta(hours=i) for i in range(hours)]
-    keys = [slot.strftime("%Y-%m-%d %H") for slot in slots]
-    series = {outcome: dict.fromkeys(keys, 0) for outcome in OUTCOMES}
-    totals = dict.fromkeys(OUTCOMES, 0)
-    bucket = _hour_bucket(Job.finished_at)
-    rows = db.session.execute(
-        select(Job.status, bucket, func.count())
-        .where(Job.status.in_(OUTCOMES), Job.finished_at >= since)
-        .group_by(Job.status, bucket)
-    )
-    for status_, hour, count in rows:
-        totals[status_] += count
-        key = _hour_key(hour)
-        if key in series[status_]:
-            series[status_][key] += count
-    hourly = {"labels": [slot.strftime("%H:00") for slot in slots], **{o: list(series[o].values()) for o in OUTCOMES}}
-    return totals, hourly
-
-
-def _hour_bucket(column):
-    # Timestamps are stored as naive UTC, so the database's own hour is UTC too.
-    # On SQLite they are ISO text ("2026-11-29 14:05:09.123456"): the first 13
-    # characters are the hour, cheaper than strftime() over every row.
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date_trunc("hour", column)
-    return func.substr(column, 1, 13)
-
-
-def _hour_key(value) -> str:
-    return value.strftime("%Y-%m-%d %H") if isinstance(value, datetime) else str(value)
-
-
-def oldest_pending(*, now: datetime) -> dict[str, float]:
-    """Seconds the longest-waiting due job of each type has waited (scheduled jobs not yet due don't count)."""
-    due_since = func.min(func.coalesce(Job.eta, Job.enqueued_at))
-    rows = db.session.execute(
-        select(Job.type, due_since)
-        .where(Job.status.in_(PENDING), or_(Job.eta.is_(None), Job.eta <= now))
-        .group_by(Job.type)
-    )
-    ages = {}
-    for type_, since in rows:
+    counts = pending_counts() if counts is None else counts
+    lookups: list[tuple[str, Any]] = []
+    for type_, states in counts.items():
+        for status_ in PENDING:
+            if not states.get(status_) and not (status_ == JobStatus.QUEUED.value and states.get("scheduled")):
+                continue
+            live = (text(LIVE_SQL), Job.type == type_, Job.status == status_)
+            lookups += [(type_, select(func.min(Job.enqueued_at)).where(*live, Job.eta.is_(None))),
+                        (type_, select(func.min(Job.eta)).where(*live, Job.eta <= now))]
+    if not lookups:
+        return {}
+    # One statement, one round trip: each look-up is its own scalar subquery.
+    row = db.session.execute(select(*(query.scalar_subquery() for _, query in lookups))).one()
+    ages: dict[str, float] = {}
+    for (type_, _), since in zip(lookups, row, strict=True):
         if since is not None:
-            # min() over a TypeDecorator column comes back raw on SQLite.
-            since = since if isinstance(since, datetime) else datetime.fromisoformat(str(since))
-            since = since if since.tzinfo else since.replace(tzinfo=now.tzinfo)
-            ages[type_] = max(0.0, (now - since).total_seconds())
+            age = max(0.0, (now - _aware(since, now)).total_seconds())
+            ages[type_] = max(age, ages.get(type_, 0.0))
     return ages
+
+
+def _aware(value, now: datetime) -> datetime:
+    # min() over a TypeDecorator column comes back raw on SQLite.
+    value = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return value if value.tzinfo else value.replace(tzinfo=now.tzinfo)
 
 
 def workers_seen(*, now: datetime, lost_after: float, limit: int = 100) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """The tables of wch; importing this package registers every model."""
 
+from wch.models.audit import AuditEntry
 from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientStatus, SendRate
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact
@@ -7,11 +8,13 @@ from wch.models.jobs import Job, JobAttempt, JobStatus, ScheduleSlot
 from wch.models.messages import Message, MessageState
 from wch.models.phone_numbers import PhoneNumber
 from wch.models.reminders import ReminderSettings
+from wch.models.rollups import JobHourCount, RollupMark, Snapshot
 from wch.models.store import Order, Product, WebhookDelivery
 from wch.models.users import Role, User
 from wch.models.workers import WorkerProcess
 
 __all__ = [
+    "AuditEntry",
     "Campaign",
     "CampaignStatus",
     "Cart",
@@ -20,6 +23,7 @@ __all__ = [
     "Contact",
     "Job",
     "JobAttempt",
+    "JobHourCount",
     "JobStatus",
     "Order",
     "PhoneNumber",
@@ -30,8 +34,10 @@ __all__ = [
     "RecipientStatus",
     "ReminderSettings",
     "Role",
+    "RollupMark",
     "ScheduleSlot",
     "SendRate",
+    "Snapshot",
     "WorkerProcess",
     "User",
     "WebhookDelivery",

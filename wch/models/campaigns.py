@@ -116,6 +116,8 @@ class Recipient(db.Model):
         Index("ix_campaign_recipients_wamid", "wamid"),
         # The customers messaged in the last 24 hours (WhatsApp's messaging limit).
         Index("ix_campaign_recipients_sent_at", "sent_at"),
+        # "What did we send to +49…?": a contact's messages across campaigns.
+        Index("ix_campaign_recipients_phone", "phone"),
         # The sweep looks for sends left in flight by a worker that died.
         Index("ix_campaign_recipients_in_flight", "claimed_at", sqlite_where=_SENDING_SQL,
               postgresql_where=_SENDING_SQL),

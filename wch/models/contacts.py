@@ -29,7 +29,7 @@ class Contact(db.Model):
     opt_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_contacts_opted_out_at", "opted_out_at"),)
+    __table_args__ = (Index("ix_contacts_opted_out_at", "opted_out_at"), Index("ix_contacts_created_at", "created_at"))
 
     @property
     def opted_out(self) -> bool:

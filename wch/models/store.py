@@ -49,6 +49,9 @@ class Product(db.Model):
         """Whether the product should be visible in the WhatsApp catalog."""
         return self.deleted_at is None and self.store_status == "publish"
 
+    # The panel's products screen: newest change first, or by SKU.
+    __table_args__ = (Index("ix_products_updated_at", "updated_at"), Index("ix_products_retailer_id", "retailer_id"))
+
     def to_dict(self) -> dict[str, Any]:
         return self.values("store_id", "retailer_id", "name", "price", "sale_price", "currency", "stock_quantity",
                            "availability", "store_status", "synced_at", "synced_retailer_id") | {
@@ -74,6 +77,10 @@ class Order(db.Model):
     notified_status: Mapped[str | None] = mapped_column(String(32))
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # The panel's orders screen: newest change first, by number, or by the customer's phone.
+    __table_args__ = (Index("ix_orders_updated_at", "updated_at"), Index("ix_orders_number", "number"),
+                      Index("ix_orders_customer_phone", "customer_phone"))
+
     def to_dict(self) -> dict[str, Any]:
         return self.values("store_id", "number", "status", "customer_name", "total", "currency", "notified_status")
 
@@ -89,6 +96,8 @@ class WebhookDelivery(db.Model):
     topic: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The sync or notification it dispatched (None: nothing to do, e.g. an order status not told).
+    job_id: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
         UniqueConstraint("source", "delivery_id", name="uq_webhook_deliveries_source_delivery"),

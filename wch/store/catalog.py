@@ -21,8 +21,8 @@ from wch.models import Job, Product
 from wch.store.woocommerce import ProductSnapshot
 from wch.whatsapp import WhatsAppClient
 
-SYNC_PRODUCT = JobType("sync_product", queue="sync")
-SYNC_INVENTORY = JobType("sync_inventory", queue="sync")
+SYNC_PRODUCT = JobType("sync_product", queue="sync", subject="product:{store_id}")
+SYNC_INVENTORY = JobType("sync_inventory", queue="sync", subject="product:{store_id}")
 SYNC_ALL_PRODUCTS = JobType("sync_all_products", queue="sync")
 CHECK_CATALOG_BATCH = JobType("check_catalog_batch", queue="sync")
 

@@ -44,17 +44,23 @@ def record_delivery(topic: str, store_id: int, snapshot: Any, delivery_id: str |
     for attempt in range(2):
         try:
             with transaction():
-                if delivery_id and not _remember(delivery_id, topic, store_id):
+                delivery = _remember(delivery_id, topic, store_id) if delivery_id else None
+                if delivery_id and delivery is None:
                     return Recorded("duplicate")
-                return Recorded("recorded", _record(topic, store_id, snapshot, settings))
+                job_id = _record(topic, store_id, snapshot, settings)
+                if delivery is not None and job_id is not None:
+                    # The deliveries screen links each delivery to the job it dispatched.
+                    db.session.connection().execute(
+                        DELIVERIES.update().where(DELIVERIES.c.id == delivery).values(job_id=job_id))
+                return Recorded("recorded", job_id)
         except IntegrityError:
             if attempt:
                 raise
     raise AssertionError("unreachable")
 
 
-def _remember(delivery_id: str, topic: str, store_id: int) -> bool:
-    """Remember the delivery id; False if it was remembered already (one statement either way).
+def _remember(delivery_id: str, topic: str, store_id: int) -> int | None:
+    """Remember the delivery id; returns its row, or None if it was remembered already (one statement either way).
 
     A concurrent delivery with the same id waits for this transaction, then finds it.
     """
@@ -62,7 +68,7 @@ def _remember(delivery_id: str, topic: str, store_id: int) -> bool:
     statement = insert_unless_present(DELIVERIES, dialect=connection.dialect.name,
                                       index_elements=[DELIVERIES.c.source, DELIVERIES.c.delivery_id])
     row = dict(source=SOURCE, delivery_id=delivery_id, topic=topic, resource_id=store_id, received_at=utcnow())
-    return connection.execute(statement.returning(DELIVERIES.c.id), row).first() is not None
+    return connection.execute(statement.returning(DELIVERIES.c.id), row).scalar()
 
 
 def _record(topic: str, store_id: int, snapshot: Any, settings: Settings) -> str | None:

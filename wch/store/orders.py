@@ -33,7 +33,7 @@ from wch.whatsapp import MissingSetting, NeedsTemplate, WhatsAppClient, WhatsApp
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_ORDER = JobType("notify_order", queue="sync")
+NOTIFY_ORDER = JobType("notify_order", queue="sync", subject="order:{store_id}")
 
 
 class MessageMayHaveBeenSent(Exception):
@@ -94,6 +94,11 @@ def customer_phone(raw: str | None, country: str | None) -> str | None:
     return None
 
 
+def message_subject(store_id: int, status: str) -> str:
+    """What the message about one status of one order is recorded as (and settled by, as callback data)."""
+    return f"order:{store_id}:{status}"
+
+
 def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
     """Send the customer one message about the order's current status, unless it has been sent already.
 
@@ -108,7 +113,7 @@ def notify(client_factory, settings: Settings, store_id: int) -> dict[str, Any]:
         result: dict[str, Any] = {"store_id": store_id, "status": status}
         if status not in settings.order_notify_statuses:
             return result | {"skipped": "status not notified"}
-        subject = f"order:{store_id}:{status}"
+        subject = message_subject(store_id, status)
         if order.notified_status == status and messages.state_of(subject) != MessageState.FAILED.value:
             return result | {"skipped": "customer already told"}
         if not phone:

@@ -7,12 +7,12 @@ Sending itself is the ``send_campaign_batch`` job (:mod:`.sending`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from wch.db import db, utcnow
 from wch.jobs import JobType, dispatch
@@ -22,10 +22,13 @@ from wch.messaging.campaigns.message import check_placeholders
 from wch.messaging.campaigns.recipients import move_recipients
 from wch.models import Campaign, CampaignStatus, Recipient, RecipientStatus
 
-SEND_CAMPAIGN_BATCH = JobType("send_campaign_batch", queue="broadcast")
+SEND_CAMPAIGN_BATCH = JobType("send_campaign_batch", queue="broadcast", subject="campaign:{campaign_id}")
 
 _S = RecipientStatus
 _CLOSED = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
+IMPORTING = "importing its audience"
+# Column sizes (and WhatsApp's limit on a text body): longer input is refused, not cut.
+LIMITS = {"name": 200, "template name": 200, "template language": 20, "text": 4096, "template parameter": 1024}
 _OPEN_FOR_CANCEL = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED,
                     CampaignStatus.FAILED)
 
@@ -48,6 +51,7 @@ def create_campaign(
     text: str | None = None,
     all_contacts: bool = False,
     csv_file: IO[str] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> CreateResult:
     """Create a draft campaign for every opted-in contact (``all_contacts``) or the phones of ``csv_file``.
 
@@ -56,6 +60,13 @@ def create_campaign(
     inside WhatsApp's 24-hour window). Parameters and text may use {name} and
     {phone}. Invalid and repeated CSV phones are left out and reported in
     :attr:`CreateResult.bad_rows`. Start it with :func:`start_campaign`. The caller commits.
+
+    ``on_chunk`` is called with the number of CSV recipients added so far
+    after each chunk of the file; a caller that commits there keeps
+    transactions short on a large file. The campaign cannot be started while
+    its audience is being imported, and if the import is refused midway the
+    campaign and what was committed of it are deleted (in a transaction of
+    its own).
     """
     name = (name or "").strip()
     template_name = (template_name or "").strip() or None
@@ -63,6 +74,10 @@ def create_campaign(
     parameters = [str(p) for p in template_parameters]
     if not name:
         raise CampaignError("a campaign needs a name")
+    for what, value in (("name", name), ("template name", template_name), ("template language", template_language),
+                        ("text", text), *(("template parameter", p) for p in parameters)):
+        if value is not None and len(value) > LIMITS[what]:
+            raise CampaignError(f"the {what} is too long ({len(value)} characters; at most {LIMITS[what]})")
     if (template_name is None) == (text is None):
         raise CampaignError("give either a template name or a text, not both")
     if template_name is not None and not (template_language or "").strip():
@@ -89,8 +104,18 @@ def create_campaign(
     if all_contacts:
         add_all_contacts(campaign.id)
     else:
-        left_out = add_csv(campaign.id, csv_file)
+        campaign.status_reason = IMPORTING
+        campaign_id = campaign.id
+        try:
+            left_out = add_csv(campaign.id, csv_file, on_chunk=on_chunk)
+        except CampaignError:
+            if on_chunk is not None:
+                db.session.rollback()
+                db.session.execute(delete(Campaign).where(Campaign.id == campaign_id))
+                db.session.commit()
+            raise
         result.bad_rows, result.bad_count = left_out.rows, left_out.count
+        campaign.status_reason = None
     campaign.total = db.session.scalar(
         select(func.count()).select_from(Recipient).where(Recipient.campaign_id == campaign.id)
     )
@@ -109,6 +134,8 @@ def start_campaign(campaign_id: int, *, at: datetime | None = None, max_broker_d
     campaign = get_campaign(campaign_id, lock=True)
     if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
         raise CampaignError(f"campaign {campaign_id} is {campaign.status}; only a draft or scheduled one can start")
+    if campaign.status_reason == IMPORTING:
+        raise CampaignError(f"campaign {campaign_id} is still importing its audience; start it when that is done")
     if at is not None and at.tzinfo is None:
         raise CampaignError("give the start time with its time zone (UTC)")
     now = utcnow()
