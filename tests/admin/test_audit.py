@@ -23,7 +23,7 @@ def trail() -> list[AuditEntry]:
 
 @on_both_databases
 def test_every_kind_of_action_is_recorded_with_who_when_what_and_where(app, admin):
-    failed, queued = add_job(status="failed"), add_job(status="queued")
+    failed, queued, stuck = add_job(status="failed"), add_job(status="queued"), add_job(status="running")
     contact = Contact(phone="+4915112345678", name="Ana")
     db.session.add(contact)
     db.session.commit()
@@ -38,6 +38,7 @@ def test_every_kind_of_action_is_recorded_with_who_when_what_and_where(app, admi
 
     post(f"/admin/jobs/{failed.id}/retry")
     post(f"/admin/jobs/{queued.id}/cancel")
+    post(f"/admin/jobs/{stuck.id}/fail")  # its worker never announced itself: gone
     post("/admin/cleanup")
     post("/admin/campaigns/new", name="Spring", kind="text", text="Hi {name}", audience="all", start="now")
     campaign_id = db.session.scalar(select(Campaign.id))
@@ -85,7 +86,7 @@ def test_a_refused_action_leaves_no_entry(app, admin):
 
 
 def test_commands_that_change_something_are_recorded_too(app):
-    failed, queued = add_job(status="failed"), add_job(status="queued")
+    failed, queued, stuck = add_job(status="failed"), add_job(status="queued"), add_job(status="running")
     db.session.add(Contact(phone="+4915112345678", name="Ana"))
     db.session.commit()
     runner = app.test_cli_runner()

@@ -69,15 +69,20 @@ def logged_in_admin(app) -> PanelClient:
 def add_job(type_: str = "echo", *, status: str = "failed", args: dict[str, Any] | None = None,
             error: str | None = "RuntimeError: boom", ago: timedelta = timedelta(minutes=5),
             queue: str = "sync") -> Job:
-    """A ledger row as the worker would have left it (with one attempt when it ran), committed."""
+    """A ledger row as the worker would have left it (with one attempt when it ran), committed.
+
+    A ``running`` one runs on a worker that never announced itself, so it counts as gone.
+    """
     args = {} if args is None else args
     now = utcnow()
     ran = status in {"succeeded", "failed"}
-    job = Job(id=str(uuid.uuid4()), type=type_, queue=queue, args=args, status=status, attempts=1 if ran else 0,
+    started = ran or status == "running"  # a running job's attempt is written when it ends
+    job = Job(id=str(uuid.uuid4()), type=type_, queue=queue, args=args, status=status, attempts=1 if started else 0,
               enqueued_at=now - ago, digest=args_digest(type_, args), published_at=now - ago,
               last_error=error if status == "failed" else None,
               traceback=f"Traceback (most recent call last):\n{error}" if status == "failed" and error else None,
-              started_at=now - ago if ran else None, finished_at=now - ago + timedelta(seconds=1) if ran else None)
+              started_at=now - ago if started else None, worker="test-host:1" if started else None,
+              finished_at=now - ago + timedelta(seconds=1) if ran else None)
     if ran:
         job.attempt_log.append(JobAttempt(number=1, worker="test", started_at=job.started_at,
                                           finished_at=job.finished_at, outcome=status,
