@@ -12,7 +12,9 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from werkzeug.utils import import_string
 
+from wch import runtime
 from wch.config import ConfigError
+from wch.logs import configure_logging
 
 # By import path: the app factory imports this package to register the commands.
 APP_FACTORY = "wch:create_app"
@@ -23,17 +25,23 @@ def register_commands(app: Flask) -> None:
     from wch.cli.carts import carts
     from wch.cli.demo import demo
     from wch.cli.jobs import jobs
+    from wch.cli.processes import scheduler, worker
     from wch.cli.sync import sync
     from wch.cli.up import up
     from wch.cli.users import users
     from wch.cli.workers import workers
 
-    for command in (jobs, carts, workers, up, users, demo, sync, campaigns_cli):
+    for command in (jobs, carts, workers, worker, scheduler, up, users, demo, sync, campaigns_cli):
         app.cli.add_command(command)
 
 
 def _create_app() -> Flask:
-    return import_string(APP_FACTORY)()
+    app = import_string(APP_FACTORY)()
+    # A command reports through its output: its log shows warnings and errors, everything at DEBUG.
+    with app.app_context():
+        settings = runtime.settings()
+    configure_logging(level="DEBUG" if settings.log_level == "DEBUG" else "WARNING", fmt=settings.log_format)
+    return app
 
 
 cli = FlaskGroup(
