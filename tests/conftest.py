@@ -169,6 +169,7 @@ def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
             "WCH_RETRY_DELAYS": WORKER_RETRY_DELAYS,
             "WCH_WORKER_HEARTBEAT": "1",
             "WCH_SECRET_KEY": "test-secret-key",
+            "WCH_METRICS_PORT": "0",  # other suites' workers run on this machine too
         } | env | settings
         known = _announced_workers()
         worker = WorkerProcess(env=worker_env, log=tmp_path / f"worker-{len(started)}.log").start()

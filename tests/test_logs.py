@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.support.services import BIN, ROOT, wait_for
+from tests.support.services import BIN, ROOT, free_port, wait_for
 from tests.support.workers import WorkerProcess
 from wch.logs import configure_logging
 from wch.redact import register_secret
@@ -83,11 +82,6 @@ def json_lines(text: str) -> list[dict]:
             continue
     return found
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

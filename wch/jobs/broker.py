@@ -21,7 +21,7 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from wch.config import Settings
-from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, Ledger
+from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, JobMetrics, Ledger
 
 QUEUES = ("sync", "broadcast", "carts", "maintenance")
 
@@ -41,6 +41,7 @@ def build_broker(settings: Settings, *, app_factory: str) -> dramatiq.Broker:
         app_context,
         Heartbeat(app_context=app_context, interval=settings.worker_heartbeat),
         Ledger(result_ttl=settings.result_ttl),
+        JobMetrics(host=settings.metrics_host, port=settings.metrics_port),
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),
