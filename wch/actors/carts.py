@@ -7,12 +7,13 @@ from typing import Any
 from periodiq import cron
 
 from wch import runtime
+from wch.actors.whatsapp_client import client
 from wch.carts import reminders
 from wch.carts.cleanup import CLEANUP_CARTS, cleanup_expired_carts
 from wch.db import transaction, utcnow
 from wch.jobs import JobType, job_actor
 from wch.jobs.schedule import claim_slot
-from wch.whatsapp import WhatsAppError, shared_client
+from wch.whatsapp import WhatsAppError
 
 TRIGGER_REMINDER_SCAN = JobType("trigger_reminder_scan", queue="carts")
 
@@ -47,4 +48,4 @@ def scan_abandoned_carts(trigger: str = "schedule") -> int:
 @job_actor(reminders.SEND_CART_REMINDER, throws=(WhatsAppError,))
 def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
     """Re-check the cart, stamp it reminded, and send the reminder (text in the 24 h window, else the template)."""
-    return reminders.send_reminder(lambda: shared_client(runtime.settings()), cart_id, updated_at)
+    return reminders.send_reminder(client, cart_id, updated_at)

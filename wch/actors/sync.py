@@ -10,23 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from wch import runtime
+from wch.actors.whatsapp_client import client
 from wch.db import transaction
 from wch.jobs import job_actor
 from wch.store import catalog, orders
-from wch.whatsapp import (
-    ConfigurationError,
-    NeedsTemplate,
-    RecipientUnreachable,
-    StopSending,
-    WhatsAppClient,
-    shared_client,
-)
+from wch.whatsapp import ConfigurationError, NeedsTemplate, RecipientUnreachable, StopSending
 
 CANNOT_RETRY = (ConfigurationError, NeedsTemplate, RecipientUnreachable, StopSending, orders.MessageMayHaveBeenSent)
-
-
-def _client() -> WhatsAppClient:
-    return shared_client(runtime.settings())
 
 
 def _check_later(result: dict[str, Any]) -> dict[str, Any]:
@@ -37,25 +27,25 @@ def _check_later(result: dict[str, Any]) -> dict[str, Any]:
 @job_actor(catalog.SYNC_PRODUCT, throws=CANNOT_RETRY)
 def sync_product(store_id: int, force: bool = False) -> dict[str, Any]:
     """Push a product's current snapshot to the WhatsApp catalog (create, update, or delete)."""
-    return _check_later(catalog.push_product(_client(), store_id, force=force))
+    return _check_later(catalog.push_product(client(), store_id, force=force))
 
 
 @job_actor(catalog.SYNC_INVENTORY, throws=CANNOT_RETRY)
 def sync_inventory(store_id: int) -> dict[str, Any]:
     """Push only a product's availability and quantity."""
-    return _check_later(catalog.push_inventory(_client(), store_id))
+    return _check_later(catalog.push_inventory(client(), store_id))
 
 
 @job_actor(catalog.CHECK_CATALOG_BATCH, throws=CANNOT_RETRY + (catalog.CatalogItemsRejected,))
 def check_catalog_batch(handle: str) -> dict[str, Any]:
     """Fail (visibly, in the ledger) if Meta rejected items of a batch; retried while Meta is still processing it."""
-    return catalog.check_batch(_client(), handle)
+    return catalog.check_batch(client(), handle)
 
 
 @job_actor(orders.NOTIFY_ORDER, throws=CANNOT_RETRY)
 def notify_order(store_id: int) -> dict[str, Any]:
     """Message the customer about the order's current status, at most once per (order, status)."""
-    return orders.notify(_client, runtime.settings(), store_id)
+    return orders.notify(client, runtime.settings(), store_id)
 
 
 @job_actor(catalog.SYNC_ALL_PRODUCTS, throws=CANNOT_RETRY, time_limit=10 * 60 * 1000)
@@ -64,7 +54,7 @@ def sync_all_products(after: int = 0) -> dict[str, Any]:
 
     Each page dispatches the next, so a failed page is retried alone.
     """
-    result = _check_later(catalog.push_page(_client(), after=after, limit=runtime.settings().catalog_batch_size))
+    result = _check_later(catalog.push_page(client(), after=after, limit=runtime.settings().catalog_batch_size))
     if result["next_after"] is not None:
         with transaction():
             result["next_job"] = catalog.sync_all_products(after=result["next_after"]).id

@@ -12,6 +12,7 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from wch import runtime
 from wch.admin.auth import bp as auth_bp
 from wch.admin.auth import login_manager
 from wch.admin.campaigns import CampaignsView
@@ -39,6 +40,8 @@ def init_admin(app: Flask) -> Admin:
     app.jinja_env.filters["iso_when"] = lambda value: when(datetime.fromisoformat(value)) if value else "—"
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["duration"] = duration
+    # Loud on every page: in the sandbox no customer hears anything, whatever the panel shows.
+    app.context_processor(lambda: {"whatsapp_sandbox": runtime.settings().whatsapp_sandbox})
     return admin
 
 

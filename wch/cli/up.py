@@ -50,7 +50,10 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
             "scheduler": [os.path.join(bin_dir, "periodiq"), "wch.actors"],
         }
     upgrade()  # creates the database on first run
-    run_together(commands, env=env, banner=f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it.")
+    banner = f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it."
+    if settings.whatsapp_sandbox:
+        banner += "\nWhatsApp sandbox (WHATSAPP_MODE=sandbox): nothing is sent to Meta, statuses are made up."
+    run_together(commands, env=env, banner=banner)
 
 
 def rabbitmq_problem(url: str) -> str | None:

@@ -37,10 +37,10 @@ _FORWARD = {
 _STAMP = {"sent": "sent_at", "delivered": "delivered_at", "read": "read_at", "failed": "failed_at"}
 
 
-def process_later(payload: dict[str, Any]) -> Job:
-    """Dispatch the job that applies a webhook delivery; a delivery Meta repeats (it does when it misses our answer)
-    is dispatched once while the first is pending."""
-    return dispatch(PROCESS_WHATSAPP_WEBHOOK, {"payload": payload}, unique=True)
+def process_later(payload: dict[str, Any], *, delay: float | None = None) -> Job:
+    """Dispatch the job that applies a webhook delivery (``delay`` seconds later); a delivery Meta repeats (it does
+    when it misses our answer) is dispatched once while the first is pending."""
+    return dispatch(PROCESS_WHATSAPP_WEBHOOK, {"payload": payload}, unique=True, delay=delay)
 
 
 def apply_webhook(payload: dict[str, Any]) -> dict[str, int]:
