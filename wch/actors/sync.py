@@ -7,13 +7,14 @@ recipient, the template, the account, the configuration) fail at once.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from wch import runtime
 from wch.actors.whatsapp_client import client
 from wch.db import transaction
 from wch.jobs import job_actor
-from wch.store import catalog, orders
+from wch.store import catalog, importer, orders
 from wch.whatsapp import ConfigurationError, NeedsTemplate, RecipientUnreachable, StopSending
 
 CANNOT_RETRY = (ConfigurationError, NeedsTemplate, RecipientUnreachable, StopSending, orders.MessageMayHaveBeenSent)
@@ -48,6 +49,20 @@ def notify_order(store_id: int) -> dict[str, Any]:
     return orders.notify(client, runtime.settings(), store_id)
 
 
+@job_actor(catalog.SYNC_PRODUCTS, throws=CANNOT_RETRY, time_limit=10 * 60 * 1000)
+def sync_products(after: int, through: int) -> dict[str, Any]:
+    """Push the products with store ids in (``after``, ``through``]: one page of a store import.
+
+    More than ``WCH_CATALOG_BATCH_SIZE`` items go in several jobs, each dispatching the next.
+    """
+    limit = runtime.settings().catalog_batch_size
+    result = _check_later(catalog.push_page(client(), after=after, through=through, limit=limit))
+    if result["next_after"] is not None and result["next_after"] < through:
+        with transaction():
+            result["next_job"] = catalog.sync_products(after=result["next_after"], through=through).id
+    return result
+
+
 @job_actor(catalog.SYNC_ALL_PRODUCTS, throws=CANNOT_RETRY, time_limit=10 * 60 * 1000)
 def sync_all_products(after: int = 0) -> dict[str, Any]:
     """Push every product, one ``items_batch`` call of at most ``WCH_CATALOG_BATCH_SIZE`` items per job.
@@ -59,3 +74,16 @@ def sync_all_products(after: int = 0) -> dict[str, Any]:
         with transaction():
             result["next_job"] = catalog.sync_all_products(after=result["next_after"]).id
     return result
+
+
+@job_actor(importer.IMPORT_STORE, throws=(importer.StoreRefused, importer.ImportBusy), time_limit=6 * 60 * 60 * 1000)
+def import_store(kind: str, since: str | None = None) -> dict[str, Any]:
+    """Import the store's products or orders (the panel's button); a retry or a redelivery resumes at the next page."""
+    settings = runtime.settings()
+    api = importer.StoreApi.from_settings(settings)
+    try:
+        done = importer.run_import(api, kind, since=datetime.fromisoformat(since) if since else None,
+                                   settings=settings)
+    finally:
+        api.close()
+    return done.to_dict()

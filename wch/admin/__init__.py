@@ -20,6 +20,7 @@ from wch.admin.carts import CartsView
 from wch.admin.dashboard import DashboardView
 from wch.admin.jobs import JobsView
 from wch.admin.settings import SettingsView
+from wch.admin.store_import import StoreImportView
 from wch.monitoring.humanize import duration
 
 
@@ -36,6 +37,7 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(CartsView(name="Carts", endpoint="carts", url="/admin/carts"))
     admin.add_view(CampaignsView(name="Campaigns", endpoint="campaigns", url="/admin/campaigns"))
     admin.add_view(SettingsView(name="Settings", endpoint="reminder_settings", url="/admin/settings"))
+    admin.add_view(StoreImportView(name="Store import", endpoint="store_import", url="/admin/store-import"))
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["iso_when"] = lambda value: when(datetime.fromisoformat(value)) if value else "—"
     app.jinja_env.filters["ago"] = ago

@@ -3,6 +3,7 @@
 from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientStatus, SendRate
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact
+from wch.models.imports import StoreImport
 from wch.models.jobs import Job, JobAttempt, JobStatus, ScheduleSlot
 from wch.models.reminders import ReminderSettings
 from wch.models.store import Order, OrderNotification, Product, WebhookDelivery
@@ -28,6 +29,7 @@ __all__ = [
     "Role",
     "ScheduleSlot",
     "SendRate",
+    "StoreImport",
     "WorkerProcess",
     "User",
     "WebhookDelivery",

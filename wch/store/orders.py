@@ -34,11 +34,11 @@ class MessageMayHaveBeenSent(Exception):
     """Meta's answer was lost after the message left; it is not sent again, to avoid a duplicate."""
 
 
-def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
+def record_order(snapshot: OrderSnapshot, *, recover: bool = True) -> tuple[Order, bool]:
     """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written).
 
-    A new order marks its customer's reminded cart recovered (:func:`wch.carts.recovery.mark_recovered`).
-    The caller commits.
+    A new order marks its customer's reminded cart recovered (:func:`wch.carts.recovery.mark_recovered`)
+    unless ``recover`` is false (an import of past orders). The caller commits.
     """
     order = db.session.scalars(select(Order).where(Order.store_id == snapshot.store_id)).first()
     first_seen = order is None
@@ -56,7 +56,7 @@ def record_order(snapshot: OrderSnapshot) -> tuple[Order, bool]:
     order.currency = snapshot.currency
     order.store_modified_at = snapshot.modified_at or order.store_modified_at
     order.updated_at = utcnow()
-    if first_seen and order.customer_phone:
+    if first_seen and recover and order.customer_phone:
         # A new order from a reminded customer recovers their cart; later deliveries of it count nothing.
         mark_recovered(order.customer_phone, snapshot.store_id, snapshot.total)
     return order, True
