@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.apps import run_jobs, with_env
+from tests.support.panel import client_for, log_in, make_user
 from tests.support.whatsapp import add_contacts, phone
 from wch import runtime
 from wch.config import Settings
@@ -74,3 +75,13 @@ def test_a_campaign_in_the_sandbox_is_sent_delivered_and_read(app, broker, stub_
     assert info["status"] == "completed"
     assert info["failed"] == failing and info["sent"] == 30 - failing
     assert info["delivered"] == 30 - failing and 0 < info["read"] < info["delivered"]
+
+
+@pytest.mark.parametrize("env", [SANDBOX, {}], indirect=True, ids=["sandbox", "live"])
+def test_the_panel_says_loudly_on_every_page_when_the_sandbox_is_on(app, env):
+    make_user("admin@example.com", "admin")
+    admin = client_for(app)
+    log_in(admin)
+    for url in ("/admin/", "/admin/jobs/", "/admin/campaigns/", "/admin/store-import/"):
+        page = admin.get(url).get_data(as_text=True)
+        assert ('class="alert alert-danger wch-sandbox"' in page) == bool(env), url
