@@ -67,6 +67,8 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         ("WCH_METRICS_PORT", "70000", "is not a port number"),
         ("WCH_METRICS_PORT", "-1", "is not a port number"),
         ("WOOCOMMERCE_URL", "shop.example", "unknown scheme"),
+        ("WCH_DATABASE_POOL_SIZE", "0", "must be greater than 0"),
+        ("WCH_DATABASE_MAX_OVERFLOW", "-2", "is not a whole number of 0 or more"),
     ],
 )
 def test_a_bad_value_raises_a_config_error_naming_the_variable(name, value, message):
@@ -129,3 +131,14 @@ def test_configured_secrets_are_masked_wherever_they_appear(app_factory, sqlite_
     assert redact_text(text) == text
     app_factory(sqlite_url, WOOCOMMERCE_WEBHOOK_SECRET="woo-secret-4c1d9")
     assert redact_text(text) == "store answered with [redacted] in its body"
+
+
+def test_the_database_pool_is_sized_per_process_from_the_settings(app_factory):
+    from tests.support.services import postgres_database
+    from wch.db import db
+
+    with postgres_database() as url:
+        app = app_factory(url, WCH_DATABASE_POOL_SIZE="3", WCH_DATABASE_MAX_OVERFLOW="0")
+        with app.app_context():
+            assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (3, 0)
+            db.engine.dispose()

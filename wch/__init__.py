@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
     app.config.update(
         SECRET_KEY=settings.secret_key or _instance_key(app, settings),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
     )
     for secret in settings.secrets():
         register_secret(secret)
@@ -56,6 +56,14 @@ def create_app(settings: Settings | None = None, *, publisher: dramatiq.Broker |
     init_admin(app)
     register_commands(app)
     return app
+
+
+def _engine_options(settings: Settings) -> dict:
+    options = {"pool_pre_ping": True}
+    if not settings.database_url.startswith("sqlite"):
+        # Per process: a server's connections are shared by every web, worker and command process.
+        options |= {"pool_size": settings.database_pool_size, "max_overflow": settings.database_max_overflow}
+    return options
 
 
 def _instance_key(app: Flask, settings: Settings) -> str:

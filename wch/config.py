@@ -81,6 +81,8 @@ class Settings:
     woocommerce_consumer_secret: str | None = None
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9191
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
 
     @property
     def whatsapp_sandbox(self) -> bool:
@@ -152,6 +154,8 @@ class Settings:
             woocommerce_consumer_secret=_optional_text(env, "WOOCOMMERCE_CONSUMER_SECRET"),
             metrics_host=_optional_text(env, "WCH_METRICS_HOST") or "0.0.0.0",
             metrics_port=_port(env, "WCH_METRICS_PORT", 9191),
+            database_pool_size=_positive_int(env, "WCH_DATABASE_POOL_SIZE", 5),
+            database_max_overflow=_count(env, "WCH_DATABASE_MAX_OVERFLOW", 10),
         )
 
 
@@ -239,6 +243,15 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if value is None:
         raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: {raw!r} is not a whole number of 0 or more")
+    return int(raw)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

@@ -33,13 +33,15 @@ def finished(count: int) -> bool:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_workers_count_jobs_by_type_and_outcome_and_time_them(spawn_worker, tmp_path):
     port = free_port()
-    spawn_worker(WCH_METRICS_PORT=str(port), WCH_METRICS_HOST="127.0.0.1", WCH_RETRY_DELAYS="0.2")
+    # Two worker processes: the exposition adds up what each counted.
+    spawn_worker(processes=2, WCH_METRICS_PORT=str(port), WCH_METRICS_HOST="127.0.0.1", WCH_RETRY_DELAYS="0.2")
     for value in range(3):
         dispatcher.dispatch("echo", {"value": value})
+    dispatcher.dispatch("slow", {"seconds": 0.5})  # holds one process while the other takes the next jobs
     dispatcher.dispatch("fails_for_good", {})
     dispatcher.dispatch("fail_then_succeed", {"marker": str(tmp_path / "runs"), "failures": 1})
     db.session.commit()
-    wait_for(lambda: finished(5), timeout=60, what="the five jobs to finish")
+    wait_for(lambda: finished(6), timeout=60, what="the six jobs to finish")
 
     def counted():
         try:
@@ -56,7 +58,9 @@ def test_workers_count_jobs_by_type_and_outcome_and_time_them(spawn_worker, tmp_
         (("outcome", "failed"), ("type", "fails_for_good")): 1.0,
         (("outcome", "retrying"), ("type", "fail_then_succeed")): 1.0,
         (("outcome", "succeeded"), ("type", "fail_then_succeed")): 1.0,
+        (("outcome", "succeeded"), ("type", "slow")): 1.0,
     }
     assert samples[("wch_job_duration_seconds_count", (("type", "echo"),))] == 3.0
     assert samples[("wch_job_duration_seconds_count", (("type", "fail_then_succeed"),))] == 2.0
     assert 0 < samples[("wch_job_duration_seconds_sum", (("type", "echo"),))] < 5
+    assert 0.5 <= samples[("wch_job_duration_seconds_sum", (("type", "slow"),))] < 5
