@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,41 +106,40 @@ def test_the_worker_logs_json(json_env, tmp_path):
     assert all("dramatiq.MainProcess" in line for line in text_lines), text_lines
 
 
+@contextmanager
+def running(argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> Iterator[None]:
+    """``argv`` running with its output in ``log``, stopped with SIGTERM afterwards."""
+    with log.open("w") as output:
+        process = subprocess.Popen(argv, cwd=cwd, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            yield
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
 def test_the_scheduler_logs_json(json_env, tmp_path):
-    log = (tmp_path / "scheduler.log").open("w")
-    scheduler = subprocess.Popen([str(BIN / "periodiq"), "wch.actors"], cwd=ROOT, env=os.environ | json_env,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output = Path(log.name)
-        lines = wait_for(lambda: [e for e in json_lines(output.read_text()) if e["logger"] == "periodiq"],
+    log = tmp_path / "scheduler.log"
+    with running([str(BIN / "periodiq"), "wch.actors"], json_env, log):
+        lines = wait_for(lambda: [e for e in json_lines(log.read_text()) if e["logger"] == "periodiq"],
                          what="the scheduler's JSON lines")
-    finally:
-        os.killpg(scheduler.pid, signal.SIGTERM)
-        scheduler.wait(timeout=30)
-        log.close()
     assert any("relay_outbox" in entry["message"] for entry in lines), lines
 
 
 def test_the_web_app_and_its_access_log_log_json(json_env, tmp_path):
-    port = free_port()
-    log = (tmp_path / "web.log").open("w")
-    web = subprocess.Popen([str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
-                            "wch:create_app()"], cwd=tmp_path, env=os.environ | json_env, stdout=log,
-                           stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        def answered():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
+    port, log = free_port(), tmp_path / "web.log"
 
+    def answered():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "wch:create_app()"]
+    with running(argv, json_env, log, cwd=tmp_path):
         wait_for(answered, timeout=60, what="gunicorn to answer /livez")
-        output = Path(log.name)
-        access = wait_for(lambda: [e for e in json_lines(output.read_text()) if e["logger"] == "gunicorn.access"],
+        access = wait_for(lambda: [e for e in json_lines(log.read_text()) if e["logger"] == "gunicorn.access"],
                           what="a JSON access-log line")
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=30)
-        log.close()
     assert '"GET /livez HTTP/1.1" 200' in access[0]["message"]

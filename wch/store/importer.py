@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from wch.db import db, read_only, transaction, utcnow
 from wch.jobs import JobType, dispatch
 from wch.models import Job, Order, StoreImport
 from wch.store import catalog, orders
-from wch.store.woocommerce import BadPayload, parse_order, parse_product
+from wch.store.woocommerce import BadPayload, OrderSnapshot, ProductSnapshot, parse_order, parse_product
 
 logger = logging.getLogger(__name__)
 
@@ -212,41 +213,15 @@ def _cursor(import_id: int | None, kind: str, since: datetime | None, number: in
 
 
 def _write_page(row: StoreImport, page: Page, kind: str, settings: Settings) -> None:
-    imported = skipped = 0
     if kind == "products":
-        store_ids: list[int] = []
-        changed = False
-        for payload in page.items:
-            try:
-                snapshot = parse_product(payload, currency=settings.store_currency)
-            except BadPayload as error:
-                skipped += 1
-                logger.warning("Import: skipping product %s: %s", payload.get("id"), error)
-                continue
-            product, change = catalog.record_product(snapshot)
-            changed = changed or change in ("catalog", "inventory")
-            store_ids.append(snapshot.store_id)
-            imported += 1
-        if changed:
-            db.session.flush()
-            catalog.sync_products(after=min(store_ids) - 1, through=max(store_ids))
+        snapshots, skipped = _readable(page.items, kind, partial(parse_product, currency=settings.store_currency))
+        if _write_products(snapshots):
             row.sync_jobs += 1
     else:
-        ids = [payload.get("id") for payload in page.items if isinstance(payload.get("id"), int)]
-        known = set(db.session.scalars(select(Order.store_id).where(Order.store_id.in_(ids))))
-        for payload in page.items:
-            try:
-                snapshot = parse_order(payload, default_currency=settings.store_currency)
-            except BadPayload as error:
-                skipped += 1
-                logger.warning("Import: skipping order %s: %s", payload.get("id"), error)
-                continue
-            order, _ = orders.record_order(snapshot, recover=False)
-            if snapshot.store_id not in known:
-                order.notified_status = order.status  # history: its customer is not told about it now
-            imported += 1
+        snapshots, skipped = _readable(page.items, kind, partial(parse_order, default_currency=settings.store_currency))
+        _write_orders(snapshots)
     now = utcnow()
-    row.imported += imported
+    row.imported += len(snapshots)
     row.skipped += skipped
     row.total_pages, row.total_items = page.total_pages, page.total_items
     row.next_page += 1
@@ -254,6 +229,38 @@ def _write_page(row: StoreImport, page: Page, kind: str, settings: Settings) -> 
     row.status = "running"
     if row.next_page > page.total_pages or not page.items:
         row.status, row.finished_at = "finished", now
+
+
+def _readable(items: list[dict[str, Any]], kind: str, parse: Callable[[Any], Any]) -> tuple[list[Any], int]:
+    """The snapshots of the items ``parse`` can read, and how many it could not (each logged)."""
+    snapshots, skipped = [], 0
+    for payload in items:
+        try:
+            snapshots.append(parse(payload))
+        except BadPayload as error:
+            skipped += 1
+            logger.warning("Import: skipping %s %s: %s", kind.removesuffix("s"), payload.get("id"), error)
+    return snapshots, skipped
+
+
+def _write_products(snapshots: list[ProductSnapshot]) -> bool:
+    """Record the products; dispatch one catalog push for the page if any changed. Returns whether it did."""
+    changes = [catalog.record_product(snapshot)[1] for snapshot in snapshots]
+    if not any(change in ("catalog", "inventory") for change in changes):
+        return False
+    db.session.flush()
+    store_ids = [snapshot.store_id for snapshot in snapshots]
+    catalog.sync_products(after=min(store_ids) - 1, through=max(store_ids))
+    return True
+
+
+def _write_orders(snapshots: list[OrderSnapshot]) -> None:
+    ids = [snapshot.store_id for snapshot in snapshots]
+    known = set(db.session.scalars(select(Order.store_id).where(Order.store_id.in_(ids))))
+    for snapshot in snapshots:
+        order, _ = orders.record_order(snapshot, recover=False)
+        if snapshot.store_id not in known:
+            order.notified_status = order.status  # history: its customer is not told about it now
 
 
 def _fail(import_id: int, error: str) -> None:
