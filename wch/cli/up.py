@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from wch import runtime
+from wch.monitoring.queue_depths import broker_reachable
 
 RABBITMQ_HINT = (
     "start it with `rabbitmq-server -detached` (or `sudo systemctl start rabbitmq-server`), "
@@ -58,13 +59,11 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
 
 def rabbitmq_problem(url: str) -> str | None:
     """Why RabbitMQ at ``url`` cannot be reached, or None when it can."""
+    problem = broker_reachable(url)
+    if problem is None:
+        return None
     params = pika.URLParameters(url)
-    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
-    try:
-        pika.BlockingConnection(params).close()
-    except pika.exceptions.AMQPError as error:
-        return f"{params.host}:{params.port}: {type(error).__name__} {error}".strip()
-    return None
+    return f"{params.host}:{params.port}: {problem}"
 
 
 def run_together(commands: dict[str, list[str]], *, env: dict[str, str], banner: str) -> None:

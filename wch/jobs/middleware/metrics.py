@@ -100,16 +100,23 @@ class JobMetrics(Middleware):
         if self._jobs is None:
             return
         started = self._started.pop(message.message_id, None)
-        if started is not None:
-            self._durations.labels(message.actor_name).observe(time.monotonic() - started)
         outcome = "succeeded" if exception is None else "failed" if message.failed else "retrying"
-        self._jobs.labels(message.actor_name, outcome).inc()
+        self._count(message.actor_name, outcome, None if started is None else time.monotonic() - started)
 
     def after_skip_message(self, broker, message) -> None:
         if self._jobs is None:
             return
         self._started.pop(message.message_id, None)
-        self._jobs.labels(message.actor_name, "skipped").inc()
+        self._count(message.actor_name, "skipped", None)
+
+    def _count(self, job_type: str, outcome: str, seconds: float | None) -> None:
+        try:
+            if seconds is not None:
+                self._durations.labels(job_type).observe(seconds)
+            self._jobs.labels(job_type, outcome).inc()
+        except Exception:
+            # A metrics file that cannot be written must never change what becomes of a job.
+            logger.exception("Could not count a %s job.", job_type)
 
 
 def serve_metrics() -> int:
