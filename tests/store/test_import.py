@@ -189,3 +189,26 @@ def test_the_migration_goes_down_and_up_again(app):
     upgrade()
     assert "store_imports" in db.inspect(db.engine).get_table_names()
 
+
+
+def test_two_processes_resuming_one_import_never_write_a_page_twice(app, store):
+    store.fail_page("products", 2, status=502)
+    with pytest.raises(importer.StoreUnavailable):
+        import_now("products")
+    db.session.rollback()
+    api = importer.StoreApi.from_settings(runtime.settings())
+    read_page = api.page
+
+    def page_while_another_process_finishes(kind, number, *, since=None):
+        answer = read_page(kind, number, since=since)
+        if number == 2 and store.pages_served("products").count(2) == 1:
+            import_now("products")  # the other process: resumes at page 2 too, and gets there first
+        return answer
+
+    api.page = page_while_another_process_finishes
+    with pytest.raises(importer.ImportBusy, match="another one is running it"):
+        importer.run_import(api, "products", settings=runtime.settings())
+    db.session.rollback()
+    row = db.session.scalars(select(StoreImport)).one()
+    assert (row.status, row.imported, row.sync_jobs) == ("finished", 250, 3)
+    assert sync_ranges() == [(0, 100), (100, 200), (200, 250)]
