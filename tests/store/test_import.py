@@ -212,3 +212,17 @@ def test_two_processes_resuming_one_import_never_write_a_page_twice(app, store):
     row = db.session.scalars(select(StoreImport)).one()
     assert (row.status, row.imported, row.sync_jobs) == ("finished", 250, 3)
     assert sync_ranges() == [(0, 100), (100, 200), (200, 250)]
+
+
+def test_the_import_job_goes_on_in_a_chain_of_short_jobs(app, broker, stub_worker, store, monkeypatch):
+    from wch.actors import sync as sync_actors
+
+    monkeypatch.setattr(sync_actors, "IMPORT_SLICE_SECONDS", 0)  # one page per job
+    importer.import_later("products")
+    run_jobs(broker, stub_worker)
+    jobs = db.session.scalars(select(Job).where(Job.type == "import_store").order_by(Job.enqueued_at)).all()
+    assert [(job.status, job.result["next_page"]) for job in jobs] == [("succeeded", 2), ("succeeded", 3),
+                                                                      ("succeeded", 4)]
+    row = db.session.scalars(select(StoreImport)).one()
+    assert (row.status, row.imported) == ("finished", 250)
+    assert store.pages_served("products") == [1, 2, 3]

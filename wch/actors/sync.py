@@ -7,6 +7,7 @@ recipient, the template, the account, the configuration) fail at once.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -76,14 +77,27 @@ def sync_all_products(after: int = 0) -> dict[str, Any]:
     return result
 
 
-@job_actor(importer.IMPORT_STORE, throws=(importer.StoreRefused, importer.ImportBusy), time_limit=6 * 60 * 60 * 1000)
+# A job holds its RabbitMQ message while it runs: a long import goes on in a chain of jobs this long each,
+# well under RabbitMQ's consumer_timeout.
+IMPORT_SLICE_SECONDS = 5 * 60
+
+
+@job_actor(importer.IMPORT_STORE, throws=(importer.StoreRefused, importer.ImportBusy), time_limit=30 * 60 * 1000)
 def import_store(kind: str, since: str | None = None) -> dict[str, Any]:
-    """Import the store's products or orders (the panel's button); a retry or a redelivery resumes at the next page."""
+    """Import the store's products or orders (the panel's button), for a few minutes, then dispatch the rest.
+
+    A retry, a redelivery or the next job of the chain resumes at the next page.
+    """
     settings = runtime.settings()
+    start = datetime.fromisoformat(since) if since else None
     api = importer.StoreApi.from_settings(settings)
     try:
-        done = importer.run_import(api, kind, since=datetime.fromisoformat(since) if since else None,
-                                   settings=settings)
+        done = importer.run_import(api, kind, since=start, settings=settings,
+                                   until=time.monotonic() + IMPORT_SLICE_SECONDS)
     finally:
         api.close()
-    return done.to_dict()
+    result = done.to_dict()
+    if done.status == "running":
+        with transaction():
+            result["next_job"] = importer.import_later(kind, start).id
+    return result

@@ -8,7 +8,6 @@ from flask_admin import BaseView, expose
 from wch import runtime
 from wch.admin.auth import StaffOnly
 from wch.db import read_only, transaction
-from wch.jobs import find_pending
 from wch.store import importer
 
 
@@ -19,14 +18,14 @@ class StoreImportView(StaffOnly, BaseView):
     def index(self):
         settings = runtime.settings()
         with read_only():
-            imports = {kind: importer.latest(kind) for kind in importer.KINDS}
-            pending = {kind: find_pending(importer.IMPORT_STORE, kind) is not None for kind in importer.KINDS}
-            failed = {kind: _last_failure(kind) for kind in importer.KINDS}
-            shown = {kind: row.to_dict() if row else None for kind, row in imports.items()}
-        running = any(pending.values()) or any(row and row["status"] == "running" for row in shown.values())
-        return self.render("admin/wch/store_import.html", imports=shown, pending=pending, failed=failed,
+            shown = {kind: _shown(importer.latest(kind)) for kind in importer.KINDS}
+            jobs = {kind: importer.last_job(kind) for kind in importer.KINDS}
+            busy = {kind: importer.is_busy(job) for kind, job in jobs.items()}
+            failed = {kind: job.last_error if job is not None and job.status == "failed" else None
+                      for kind, job in jobs.items()}
+        return self.render("admin/wch/store_import.html", imports=shown, busy=busy, failed=failed,
                            store_url=settings.woocommerce_url, configured=_configured(settings),
-                           currency=settings.store_currency, refresh=running)
+                           currency=settings.store_currency, refresh=any(busy.values()))
 
     @expose("/<kind>", methods=["POST"])
     def start(self, kind: str):
@@ -43,7 +42,5 @@ def _configured(settings) -> bool:
     return bool(settings.woocommerce_url and settings.woocommerce_consumer_key and settings.woocommerce_consumer_secret)
 
 
-def _last_failure(kind: str) -> str | None:
-    """Why the last import job of ``kind`` failed for good (a refused key, say), if it did."""
-    job = importer.last_job(kind)
-    return job.last_error if job is not None and job.status == "failed" else None
+def _shown(row) -> dict | None:
+    return row.to_dict() if row is not None else None

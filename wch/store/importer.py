@@ -15,6 +15,7 @@ news to their customers, and they recover no abandoned cart.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -133,10 +134,14 @@ class StoreApi:
         self.session.close()
 
 
-def import_later(kind: str, since: datetime | None = None) -> Any:
-    """Dispatch the import job (one pending per kind); the panel's button."""
+def import_later(kind: str, since: datetime | None = None) -> Job:
+    """Dispatch the import job (one pending per kind): the panel's button, and the job's own continuation."""
     _check_kind(kind)
     return dispatch(IMPORT_STORE, {"kind": kind, "since": since.isoformat() if since else None}, unique=kind)
+
+
+def is_busy(job: Job | None) -> bool:
+    return job is not None and job.status in ("queued", "retrying", "running")
 
 
 def unfinished(kind: str, since: datetime | None) -> StoreImport | None:
@@ -160,10 +165,12 @@ def latest(kind: str) -> StoreImport | None:
 
 
 def run_import(api: StoreApi, kind: str, *, since: datetime | None = None, settings: Settings,
-               on_page: Callable[[StoreImport], None] | None = None) -> StoreImport:
+               on_page: Callable[[StoreImport], None] | None = None, until: float | None = None) -> StoreImport:
     """Import every ``kind`` (``products`` or ``orders``) modified after ``since``, resuming an unfinished import.
 
     ``on_page`` is called with the import (detached) after each page is written.
+    With ``until`` (a :func:`time.monotonic` deadline) it stops after the page
+    that ends past it, the import still ``running``, to be resumed.
     Nothing is written until the first page has been read, so a wrong address
     or key changes nothing. Raises :class:`StoreApiError` (the import, if
     started, is marked failed and resumes from there next time). Runs its own transactions.
@@ -190,7 +197,7 @@ def run_import(api: StoreApi, kind: str, *, since: datetime | None = None, setti
             shown = StoreImport(**{column: getattr(row, column) for column in _COLUMNS})
         if on_page is not None:
             on_page(shown)
-        if done:
+        if done or (until is not None and time.monotonic() >= until):
             return shown
         number += 1
 
