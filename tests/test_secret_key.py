@@ -8,32 +8,35 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-from tests.support.services import ROOT
+from tests.support.services import ROOT, wait_for
 from wch import create_app
 from wch.config import ConfigError, Settings, instance_secret_key
 
-# Each process waits for the start file, then asks for the key at the same moment as the others.
+# Each process says it is ready, then blocks opening the FIFO until the test opens its other end: then all ask
+# for the key at the same moment.
 RACER = """
-import os, sys, time
+import os, sys
 from wch.config import instance_secret_key
-start = sys.argv[2]
-while not os.path.exists(start):
-    time.sleep(0.001)
+open(sys.argv[2] + f".ready-{os.getpid()}", "w").close()
+open(sys.argv[2], "rb").close()
 print(instance_secret_key(sys.argv[1]))
 """
 
 
 def test_processes_started_together_all_sign_with_the_same_key(tmp_path):
     instance, start = tmp_path / "instance", tmp_path / "go"
+    os.mkfifo(start)
     racers = [subprocess.Popen([sys.executable, "-c", RACER, str(instance), str(start)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(12)]
-    time.sleep(0.5)  # let every interpreter reach its wait loop: the race is the point
-    start.touch()
-    results = [racer.communicate(timeout=60) for racer in racers]
+    wait_for(lambda: len(list(tmp_path.glob("go.ready-*"))) == len(racers), timeout=60, what="every racer")
+    start_line = os.open(start, os.O_WRONLY)  # every racer blocked on the FIFO wakes up now
+    try:
+        results = [racer.communicate(timeout=60) for racer in racers]
+    finally:
+        os.close(start_line)
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
     keys = {out.strip() for out, _ in results}
     assert len(keys) == 1 and len(keys.pop()) == 64
@@ -42,13 +45,23 @@ def test_processes_started_together_all_sign_with_the_same_key(tmp_path):
     assert path.read_text().strip() == results[0][0].strip()
 
 
-def test_the_key_file_is_never_readable_by_others_even_with_a_lax_umask(tmp_path):
+def test_the_key_file_is_owner_only_before_the_key_is_written_even_with_a_lax_umask(tmp_path, monkeypatch):
+    modes = []
+    fdopen = os.fdopen
+
+    def watching(fd, *args, **kwargs):
+        modes.append((stat.S_IMODE(os.fstat(fd).st_mode), os.fstat(fd).st_size))
+        return fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", watching)
     old = os.umask(0)
     try:
-        instance_secret_key(tmp_path)
+        key = instance_secret_key(tmp_path)
     finally:
         os.umask(old)
+    assert modes == [(0o600, 0)], "created empty and owner-only: no moment when others could read the key"
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    assert (tmp_path / "secret_key").read_text() == key + "\n"
 
 
 def test_a_reader_waits_for_the_writer_to_finish(tmp_path):
