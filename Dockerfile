@@ -28,4 +28,4 @@ WORKDIR /home/wch
 EXPOSE 8000 9191
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD python -c "import urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4)" || exit 1
-CMD ["gunicorn", "--workers", "4", "--threads", "4", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "wch:create_app()"]
+CMD ["wch", "web", "--workers", "4", "--threads", "4", "--bind", "0.0.0.0:8000"]

@@ -102,8 +102,8 @@ def test_wch_command_with_an_unknown_broker_scheme_prints_one_line(tmp_path):
 BAD_SETTING = "wch: WCH_CART_EXPIRY_HOURS: must be greater than 0, got -3"
 
 
-@pytest.mark.parametrize("command", ["worker", "scheduler"])
-def test_wch_worker_and_scheduler_with_a_bad_value_print_one_line_and_start_nothing(command, tmp_path):
+@pytest.mark.parametrize("command", ["web", "worker", "scheduler"])
+def test_wch_web_worker_and_scheduler_with_a_bad_value_print_one_line_and_start_nothing(command, tmp_path):
     result = run([str(BIN / "wch"), command, "--processes", "1"], tmp_path, WCH_CART_EXPIRY_HOURS="-3")
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.splitlines() == [BAD_SETTING]

@@ -36,7 +36,7 @@ def test_compose_file_is_valid_and_migrates_before_anything_starts():
     for name in ("web", "worker", "scheduler"):
         assert re.search(r"migrate:\n\s+condition: service_completed_successfully", services[name]), name
     assert "- upgrade" in services["migrate"] and "condition: service_healthy" in services["migrate"]
-    assert "- worker" in services["worker"] and "- scheduler" in services["scheduler"]
+    assert "- web" in services["web"] and "- worker" in services["worker"] and "- scheduler" in services["scheduler"]
 
 
 def test_compose_refuses_to_start_without_a_secret_key():
@@ -65,7 +65,8 @@ def test_procfile_runs_the_checked_commands_and_one_scheduler():
                      if line and not line.startswith("#"))
     assert sorted(processes) == ["release", "scheduler", "web", "worker"]
     assert processes["release"] == "wch db upgrade"
-    assert processes["worker"].startswith("wch worker ") and processes["scheduler"] == "wch scheduler"
+    assert processes["web"].startswith("wch web ") and processes["worker"].startswith("wch worker ")
+    assert processes["scheduler"] == "wch scheduler"
     for command in processes.values():
         assert (BIN / command.split()[0]).exists(), command
 

@@ -127,7 +127,7 @@ def test_the_scheduler_logs_json(json_env, tmp_path):
     assert any("relay_outbox" in entry["message"] for entry in lines), lines
 
 
-def test_the_web_app_and_its_access_log_log_json(json_env, tmp_path):
+def test_the_web_app_gunicorn_and_its_access_log_log_json(json_env, tmp_path):
     port, log = free_port(), tmp_path / "web.log"
 
     def answered():
@@ -137,9 +137,11 @@ def test_the_web_app_and_its_access_log_log_json(json_env, tmp_path):
         except OSError:
             return False
 
-    argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-", "wch:create_app()"]
-    with running(argv, json_env, log, cwd=tmp_path):
+    with running([str(BIN / "wch"), "web", "--bind", f"127.0.0.1:{port}"], json_env, log, cwd=tmp_path):
         wait_for(answered, timeout=60, what="gunicorn to answer /livez")
         access = wait_for(lambda: [e for e in json_lines(log.read_text()) if e["logger"] == "gunicorn.access"],
                           what="a JSON access-log line")
     assert '"GET /livez HTTP/1.1" 200' in access[0]["message"]
+    entries = json_lines(log.read_text())
+    assert any(e["logger"] == "gunicorn.error" and e["message"].startswith("Listening at") for e in entries)
+    assert len(entries) == len(log.read_text().splitlines()), "every line, gunicorn's own start included, is JSON"

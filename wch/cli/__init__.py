@@ -25,14 +25,14 @@ def register_commands(app: Flask) -> None:
     from wch.cli.carts import carts
     from wch.cli.demo import demo
     from wch.cli.jobs import jobs
-    from wch.cli.processes import scheduler, worker
+    from wch.cli.processes import scheduler, web, worker
     from wch.cli.store import store
     from wch.cli.sync import sync
     from wch.cli.up import up
     from wch.cli.users import users
     from wch.cli.workers import workers
 
-    for command in (jobs, carts, workers, worker, scheduler, up, users, demo, store, sync, campaigns_cli):
+    for command in (jobs, carts, workers, web, worker, scheduler, up, users, demo, store, sync, campaigns_cli):
         app.cli.add_command(command)
 
 

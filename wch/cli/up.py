@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from wch import runtime
+from wch.cli.processes import scheduler_argv, web_argv, worker_argv
 from wch.monitoring.queue_depths import broker_reachable
 
 RABBITMQ_HINT = (
@@ -42,13 +43,10 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
         if problem:
             raise click.ClickException(f"RabbitMQ is not reachable ({problem}): {RABBITMQ_HINT}")
         env = dict(os.environ)
-        bin_dir = os.path.dirname(sys.executable)
         commands = {
-            "web": [os.path.join(bin_dir, "gunicorn"), "--bind", f"{host}:{port}", "--threads", "4",
-                    "--access-logfile", "-", "wch:create_app()"],
-            "worker": [os.path.join(bin_dir, "dramatiq"), "wch.actors", "--processes", str(worker_processes),
-                       "--threads", str(worker_threads)],
-            "scheduler": [os.path.join(bin_dir, "periodiq"), "wch.actors"],
+            "web": web_argv("--bind", f"{host}:{port}", "--threads", "4"),
+            "worker": worker_argv("--processes", str(worker_processes), "--threads", str(worker_threads)),
+            "scheduler": scheduler_argv(),
         }
     upgrade()  # creates the database on first run
     banner = f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it."
