@@ -1,14 +1,17 @@
 # wch: `make run` sets up and runs everything on this machine; `make test` sets up and runs the tests.
 VENV    ?= .venv
 PYTHON  ?= python3
+PORT    ?= 8000
 BIN      = $(VENV)/bin
+# The demo answers Meta's API inside wch unless WHATSAPP_MODE is set: nothing reaches a customer.
+DEMO_ENV = WHATSAPP_MODE=$${WHATSAPP_MODE:-sandbox}
 
 .PHONY: run test install install-test services browser lint bench
 
 run: install
 	$(BIN)/wch db upgrade
-	$(BIN)/wch demo --if-empty
-	$(BIN)/wch up
+	$(DEMO_ENV) $(BIN)/wch demo --if-empty
+	$(DEMO_ENV) $(BIN)/wch up --port $(PORT)
 
 test: install-test services browser
 	$(BIN)/ruff check wch tests bench

@@ -166,12 +166,12 @@ def rabbit_app(app_factory, database_url, rabbitmq_url):
 def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
     """Start real ``dramatiq`` worker processes against ``rabbit_app``'s database, with ``env``; stopped after.
 
-    ``spawn_worker(**settings)`` adds settings of its own to that worker.
+    ``spawn_worker(**settings)`` adds settings of its own to that worker; ``processes=2`` forks two.
     """
     started: list[WorkerProcess] = []
     database_url = settings_of(rabbit_app).database_url
 
-    def spawn(*, wait: bool = True, **settings: str) -> WorkerProcess:
+    def spawn(*, wait: bool = True, processes: int = 1, **settings: str) -> WorkerProcess:
         worker_env = {
             "WCH_DATABASE_URL": database_url,
             "WCH_BROKER_URL": rabbitmq_url,
@@ -180,9 +180,11 @@ def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
             # A killed worker's jobs are taken back this soon after its last heartbeat.
             "WCH_WORKER_LOST_AFTER": "4",
             "WCH_SECRET_KEY": "test-secret-key",
+            "WCH_METRICS_PORT": "0",  # other suites' workers run on this machine too
         } | env | settings
         known = _announced_workers()
-        worker = WorkerProcess(env=worker_env, log=tmp_path / f"worker-{len(started)}.log").start()
+        worker = WorkerProcess(env=worker_env, log=tmp_path / f"worker-{len(started)}.log",
+                               processes=processes).start()
         started.append(worker)
         if wait:
             wait_for(lambda: _alive(worker) and _announced_workers() - known, what="the worker to announce itself")

@@ -25,6 +25,8 @@ def test_defaults(tmp_path):
     assert settings.messaging_limit == 250  # a new business portfolio's limit, until Meta says more
     assert settings.order_notify_statuses == ("processing", "completed", "refunded")
     assert (settings.order_messages_per_day, settings.uncertain_after, settings.recovery_window_hours) == (5, 900, 168)
+    assert (settings.log_level, settings.log_format, settings.whatsapp_mode) == ("INFO", "text", "live")
+    assert not settings.whatsapp_sandbox and settings.metrics_port == 9191
 
 
 @pytest.mark.parametrize(("raw", "limit"), [("2000", 2000), ("2K", 2000), ("TIER_10K", 10_000), ("100,000", 100_000),
@@ -84,6 +86,12 @@ def test_values_are_read_and_postgres_urls_use_psycopg():
         ("WCH_BROKER_URL", "redis://127.0.0.1:6379/0", "unknown scheme 'redis'"),
         ("WCH_BROKER_URL", "127.0.0.1:5672", "unknown scheme"),
         ("WCH_DATABASE_URL", "mysql://root@db/wch", "unknown scheme 'mysql'"),
+        ("WCH_LOG_LEVEL", "loud", "'loud' is not one of DEBUG, INFO, WARNING, ERROR"),
+        ("WCH_LOG_FORMAT", "xml", "'xml' is not one of text, json"),
+        ("WHATSAPP_MODE", "test", "'test' is not one of live, sandbox"),
+        ("WCH_METRICS_PORT", "70000", "is not a port number"),
+        ("WCH_METRICS_PORT", "-1", "is not a port number"),
+        ("WOOCOMMERCE_URL", "shop.example", "unknown scheme"),
     ],
 )
 def test_a_bad_value_raises_a_config_error_naming_the_variable(name, value, message):
@@ -114,18 +122,28 @@ def test_wch_command_with_an_unknown_broker_scheme_prints_one_line(tmp_path):
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("wch: WCH_BROKER_URL: unknown scheme")
 
 
+BAD_SETTING = "wch: WCH_CART_EXPIRY_HOURS: must be greater than 0, got -3"
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "scheduler"])
+def test_wch_web_worker_and_scheduler_with_a_bad_value_print_one_line_and_start_nothing(command, tmp_path):
+    result = run([str(BIN / "wch"), command, "--processes", "1"], tmp_path, WCH_CART_EXPIRY_HOURS="-3")
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.splitlines() == [BAD_SETTING]
+
+
 @pytest.mark.parametrize("program", ["dramatiq", "periodiq"])
-def test_worker_and_scheduler_with_a_bad_value_exit_with_one_line_from_wch(program, tmp_path):
+def test_dramatiq_and_periodiq_with_a_bad_value_exit_with_wch_s_line_and_status(program, tmp_path):
     argv = [str(BIN / program), "wch.actors"]
     if program == "dramatiq":
         argv += ["--processes", "1", "--threads", "1"]
     result = subprocess.run(argv, env=os.environ | {"WCH_CART_EXPIRY_HOURS": "-3"}, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 2
     output = (result.stdout + result.stderr).splitlines()
-    # Besides the program's own timestamped log lines, wch says what is wrong in one line, with no traceback.
+    # The programs log their own start (and Dramatiq its shutdown) before wch is loaded; wch adds one line.
     ours = [line for line in output if not line.startswith("[")]
-    assert ours == ["wch: WCH_CART_EXPIRY_HOURS: must be greater than 0, got -3"], output
+    assert ours == [BAD_SETTING], output
     assert "Traceback" not in result.stdout + result.stderr
 
 

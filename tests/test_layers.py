@@ -6,7 +6,7 @@ upward import fails here before anyone has to untangle it:
 ====  =================================================================  ==========================
 layer packages                                                            may also not import
 ====  =================================================================  ==========================
-0     ``wch.config``, ``wch.redact``                                       any other wch module
+0     ``wch.config``, ``wch.redact``, ``wch.logs``                         any other wch module
 1     ``wch.db``, ``wch.models``, ``wch.runtime``, ``wch.migrations``,
       ``wch.whatsapp`` (the client knows neither Flask nor the database)  flask, sqlalchemy
 2     ``wch.jobs`` (the job core)
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "wch"
 
 LAYERS = {
-    "wch.config": 0, "wch.redact": 0,
+    "wch.config": 0, "wch.redact": 0, "wch.logs": 0,
     "wch.db": 1, "wch.models": 1, "wch.runtime": 1, "wch.migrations": 1, "wch.whatsapp": 1,
     "wch.jobs": 2,
     "wch.store": 3, "wch.carts": 3, "wch.messaging": 3, "wch.staff": 3, "wch.monitoring": 3,
@@ -41,7 +41,8 @@ LAYERS = {
 # Imports allowed between two packages of the same layer.
 SIDEWAYS = {
     ("wch.models", "wch.db"), ("wch.migrations", "wch.db"), ("wch.migrations", "wch.models"),
-    ("wch.runtime", "wch.config"), ("wch.whatsapp", "wch.config"), ("wch.whatsapp", "wch.redact"),
+    ("wch.logs", "wch.redact"), ("wch.runtime", "wch.config"),
+    ("wch.whatsapp", "wch.config"), ("wch.whatsapp", "wch.redact"),
     ("wch.store", "wch.carts"), ("wch.store", "wch.messaging"), ("wch.carts", "wch.messaging"),
     ("wch.monitoring", "wch.carts"), ("wch.monitoring", "wch.messaging"),
 }
@@ -49,6 +50,7 @@ SIDEWAYS = {
 FORBIDDEN = {
     "wch.config": {"flask", "sqlalchemy", "dramatiq"},
     "wch.redact": {"flask", "sqlalchemy", "dramatiq"},
+    "wch.logs": {"flask", "sqlalchemy", "dramatiq"},
     "wch.whatsapp": {"flask", "flask_sqlalchemy", "sqlalchemy"},
     **{domain: {"flask", "wch.runtime"}
        for domain in ("wch.store", "wch.carts", "wch.messaging", "wch.staff", "wch.monitoring")},

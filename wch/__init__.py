@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dramatiq
 from flask import Flask
 
-from wch.config import Settings, dev_secret_key
+from wch.config import SECRET_KEY_FILE, Settings, instance_secret_key
+from wch.logs import configure_logging
 
 PACKAGE = Path(__file__).resolve().parent
 _DEFAULT = object()
@@ -31,6 +33,7 @@ def create_app(settings: Settings | None = None, *, publisher: object = _DEFAULT
     if settings is None:
         settings = Settings.from_env(instance_path=app.instance_path)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
 
     from wch import actors  # noqa: F401  (declares every job type on the broker)
     from wch.admin import init_admin
@@ -44,7 +47,7 @@ def create_app(settings: Settings | None = None, *, publisher: object = _DEFAULT
     from wch.web import init_web
 
     app.config.update(
-        SECRET_KEY=settings.secret_key or dev_secret_key(app.instance_path),
+        SECRET_KEY=settings.secret_key or _instance_key(app, settings),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=pool_options(settings, threads=threads),
     )
@@ -82,6 +85,15 @@ def pool_options(settings: Settings, *, threads: int | None) -> dict:
     if settings.database_url.startswith("sqlite:"):
         options["connect_args"] = {"timeout": settings.sqlite_busy_timeout}
     return options
+
+
+def _instance_key(app: Flask, settings: Settings) -> str:
+    if settings.production_like:
+        # Each machine would make a key of its own, and a session signed on one is refused by the others.
+        logging.getLogger("wch").warning(
+            "WCH_SECRET_KEY is not set: signing sessions with %s, which only this machine has; "
+            "set WCH_SECRET_KEY, the same on every web process.", Path(app.instance_path) / SECRET_KEY_FILE)
+    return instance_secret_key(app.instance_path)
 
 
 def asset_folders() -> tuple[Path, Path]:

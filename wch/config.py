@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ RATELIMIT_STORAGE_SCHEMES = {"memory", "redis", "rediss", "redis+unix", "memcach
 # Paid and fulfilment statuses only: a guest checkout can create unpaid orders (on-hold, pending, failed,
 # cancelled) for any phone number, which would make the store's number message strangers.
 DEFAULT_ORDER_NOTIFY_STATUSES = ("processing", "completed", "refunded")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+WHATSAPP_MODES = ("live", "sandbox")
+SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_WAIT = 5.0  # seconds a process waits for another one to finish writing the key file
 
 
 class ConfigError(ValueError):
@@ -91,6 +97,23 @@ class Settings:
     max_upload_mb: int = 16
     rabbitmq_management_allow_http: bool = False
     broker_stats_ttl: float = 5.0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    whatsapp_mode: str = "live"
+    woocommerce_url: str | None = None
+    woocommerce_consumer_key: str | None = None
+    woocommerce_consumer_secret: str | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9191
+
+    @property
+    def whatsapp_sandbox(self) -> bool:
+        return self.whatsapp_mode == "sandbox"
+
+    @property
+    def production_like(self) -> bool:
+        """Settings that only a deployment uses: a server database or HTTPS-only cookies."""
+        return not self.database_url.startswith("sqlite") or self.session_cookie_secure
 
     @property
     def broker_is_stub(self) -> bool:
@@ -99,7 +122,8 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Configured values that must never be logged, stored or shown."""
         values = (self.secret_key, self.whatsapp_access_token, self.whatsapp_app_secret,
-                  self.whatsapp_verify_token, self.woocommerce_webhook_secret, urlsplit(self.broker_url).password)
+                  self.whatsapp_verify_token, self.woocommerce_webhook_secret, self.woocommerce_consumer_key,
+                  self.woocommerce_consumer_secret, urlsplit(self.broker_url).password)
         return tuple(value for value in values if value)
 
     @classmethod
@@ -163,6 +187,14 @@ class Settings:
             max_upload_mb=_positive_int(env, "WCH_MAX_UPLOAD_MB", 16),
             rabbitmq_management_allow_http=_flag(env, "WCH_RABBITMQ_MANAGEMENT_ALLOW_HTTP", False),
             broker_stats_ttl=_seconds(env, "WCH_BROKER_STATS_TTL", 5.0),
+            log_level=_choice(env, "WCH_LOG_LEVEL", LOG_LEVELS, "INFO"),
+            log_format=_choice(env, "WCH_LOG_FORMAT", LOG_FORMATS, "text"),
+            whatsapp_mode=_choice(env, "WHATSAPP_MODE", WHATSAPP_MODES, "live"),
+            woocommerce_url=_optional_url(env, "WOOCOMMERCE_URL", {"http", "https"}),
+            woocommerce_consumer_key=_optional_text(env, "WOOCOMMERCE_CONSUMER_KEY"),
+            woocommerce_consumer_secret=_optional_text(env, "WOOCOMMERCE_CONSUMER_SECRET"),
+            metrics_host=_optional_text(env, "WCH_METRICS_HOST") or "0.0.0.0",
+            metrics_port=_port(env, "WCH_METRICS_PORT", 9191),
         )
 
 
@@ -209,6 +241,8 @@ def _worker_lost_after(env: Mapping[str, str], heartbeat: int) -> int:
         raise ConfigError(f"WCH_WORKER_LOST_AFTER: must be at least two heartbeats "
                           f"(2 x WCH_WORKER_HEARTBEAT = {2 * heartbeat} s), got {value}")
     return value
+
+
 def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -298,6 +332,26 @@ def _word_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> t
     return tuple(word.strip().lower() for word in raw.split(",") if word.strip())
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices``, whatever its case."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    value = next((choice for choice in choices if choice.lower() == raw.lower()), None)
+    if value is None:
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigError(f"{name}: {raw!r} is not a port number (0 to 65535; 0 turns it off)")
+    return int(raw)
+
+
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -326,14 +380,32 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: set[str]) -> 
     return raw
 
 
-def dev_secret_key(instance_path: str | Path) -> str:
-    """A random key kept in the instance folder, so sessions survive restarts on one machine."""
-    path = Path(instance_path) / "secret_key"
+def instance_secret_key(instance_path: str | Path, *, wait: float = SECRET_KEY_WAIT) -> str:
+    """A random key kept in the instance folder, so sessions survive restarts on one machine.
+
+    The first process to start creates the file, readable by its owner only
+    from the first byte; processes starting at the same moment find it there
+    and wait until it is complete, so they all sign with the same key.
+    """
+    path = Path(instance_path) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path, wait)
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key
+
+
+def _read_key(path: Path, wait: float) -> str:
+    deadline = time.monotonic() + wait
+    while True:
+        key = path.read_text().strip()
+        # Another process created the file and has not written the key yet.
+        if len(key) >= 32:
+            return key
+        if time.monotonic() > deadline:
+            raise ConfigError(f"WCH_SECRET_KEY: {path} holds no key (delete it, or set WCH_SECRET_KEY)")
+        time.sleep(0.01)

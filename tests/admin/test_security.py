@@ -16,7 +16,8 @@ from wch.models import Campaign, Job, ReminderSettings, User
 from wch.web.csrf import is_csrf_exempt
 
 PLACEHOLDERS = {"job_id": "00000000-0000-0000-0000-000000000000", "cart_id": 1, "campaign_id": 1,
-                "recipient_id": 1, "filename": "x", "action": "pause", "store_id": 1, "contact_id": 1, "user_id": 1}
+                "recipient_id": 1, "filename": "x", "action": "pause", "store_id": 1, "contact_id": 1, "user_id": 1,
+                "kind": "products"}
 
 
 def admin_rules(app, method: str) -> list[str]:

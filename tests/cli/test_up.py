@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import urllib.error
@@ -15,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import BIN, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.services import BIN, free_port, wait_for
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -95,6 +88,7 @@ def up_env(tmp_path):
         "WCH_DATABASE_URL": f"sqlite:///{tmp_path / 'wch.sqlite3'}",
         "WCH_SECRET_KEY": "test-secret-key",
         "WCH_WORKER_HEARTBEAT": "1",
+        "WCH_METRICS_PORT": "0",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,13 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, interval: flo
         if has_app_context():
             db.session.rollback()
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server that must be told its port in advance."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def create_postgres_database() -> str:

@@ -1,21 +1,72 @@
-"""``/healthz`` and ``/metrics``: what load balancers and Prometheus see."""
+"""``/livez``, ``/readyz`` (and ``/healthz``), ``/metrics``: what load balancers and Prometheus see.
+
+Outages are real: the app reaches RabbitMQ or PostgreSQL through a
+:class:`~tests.support.proxy.FaultProxy` that the test cuts.
+"""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
+import pytest
+
+from tests.support import woo
+from tests.support.apps import inside
 from tests.support.panel import add_job, client_for
+from tests.support.proxy import FaultProxy
+from tests.support.services import postgres_database
 from wch.db import db
-from wch.jobs import dispatch
-from wch.models import Cart
+from wch.jobs import dispatch, outbox
+from wch.models import Cart, Job
 
 
-def test_healthz_reports_database_and_broker(app, app_factory, sqlite_url):
-    response = client_for(app).get("/healthz")
-    assert response.status_code == 200 and response.json["checks"]["database"] == "ok"
+def test_livez_and_readyz_on_a_healthy_app(app):
+    client = client_for(app)
+    assert client.get("/livez").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ok", "checks": {"database": "ok", "broker": "ok (in-process)"}}
+    assert client.get("/healthz").json == ready.json, "/healthz is readiness under its old name"
 
-    down = app_factory(sqlite_url, "amqp://guest:guest@127.0.0.1:1/%2F")
-    response = down.test_client().get("/healthz")
-    assert response.status_code == 503
-    assert response.json["checks"]["broker"].startswith("unreachable")
+
+@pytest.mark.rabbitmq
+def test_with_the_broker_down_webhooks_are_taken_and_the_app_stays_ready(app_factory, sqlite_url, rabbitmq_url):
+    with ExitStack() as stack, FaultProxy.for_url(rabbitmq_url, default_port=5672) as proxy:
+        app = app_factory(sqlite_url, proxy.url(rabbitmq_url), WCH_RELAY_GRACE="0",
+                          **woo.sync_env("http://127.0.0.1:1/v24.0"))
+        stack.enter_context(inside(app))
+        client = client_for(app)
+        assert client.get("/readyz").json["checks"]["broker"] == "ok"
+
+        proxy.cut()
+        assert woo.post(client, "product.updated", woo.product(41)).status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json["status"] == "degraded" and ready.json["checks"]["database"] == "ok"
+        assert ready.json["checks"]["broker"].startswith("unreachable")
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/livez").status_code == 200
+        job = db.session.query(Job).one()
+        assert (job.type, job.args, job.published_at) == ("sync_product", {"store_id": 41}, None)
+        db.session.rollback()
+
+        proxy.restore()
+        assert outbox.relay() == 1, "the relay publishes the webhook's job once the broker is back"
+        assert client.get("/readyz").json["status"] == "ok"
+
+
+def test_with_the_database_down_readiness_fails_and_liveness_holds(app_factory):
+    with ExitStack() as stack, postgres_database() as url, FaultProxy.for_url(url, default_port=5432) as proxy:
+        app = stack.enter_context(inside(app_factory(proxy.url(url))))
+        client = client_for(app)
+        assert client.get("/readyz").status_code == 200
+        proxy.cut()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["status"] == "unavailable" and ready.json["checks"]["database"].startswith("unreachable")
+        assert client.get("/livez").status_code == 200
+        proxy.restore()
+        assert client.get("/readyz").status_code == 200
 
 
 def test_metrics_show_the_dashboard_numbers(app):

@@ -15,12 +15,13 @@ from dramatiq.middleware import CurrentMessage
 from periodiq import cron
 
 from wch import runtime
+from wch.actors.whatsapp_client import client
 from wch.db import transaction
 from wch.jobs import JobType, job_actor
 from wch.jobs.schedule import claim_slot, minute_slot
 from wch.messaging import events, messages
 from wch.messaging.campaigns import SEND_CAMPAIGN_BATCH, sending, sweep
-from wch.whatsapp import DEFAULT_SENDER, shared_client
+from wch.whatsapp import DEFAULT_SENDER
 
 TRIGGER_BROADCAST_SWEEP = JobType("trigger_broadcast_sweep", queue="broadcast")
 
@@ -30,7 +31,7 @@ def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
     """Send the next batch of a campaign; it dispatches the batch after it, an interval later."""
     settings = runtime.settings()
     message = CurrentMessage.get_current_message()
-    outcome = sending.run_batch(campaign_id, claim=message.message_id, client=shared_client(settings),
+    outcome = sending.run_batch(campaign_id, claim=message.message_id, client=client(),
                                 settings=settings)
     return outcome.to_dict()
 

@@ -13,13 +13,14 @@ from typing import Any
 from periodiq import cron
 
 from wch import runtime
+from wch.actors.whatsapp_client import client
 from wch.carts import reminders
 from wch.carts.cleanup import CLEANUP_CARTS, cleanup_expired_carts
 from wch.db import transaction, utcnow
 from wch.jobs import JobType, job_actor
 from wch.jobs.schedule import claim_slot
 from wch.monitoring.rollups import refresh_cart_snapshot
-from wch.whatsapp import WhatsAppError, shared_client
+from wch.whatsapp import WhatsAppError
 
 TRIGGER_REMINDER_SCAN = JobType("trigger_reminder_scan", queue="carts")
 
@@ -58,6 +59,4 @@ def scan_abandoned_carts(trigger: str = "schedule") -> int:
 @job_actor(reminders.SEND_CART_REMINDER, throws=(WhatsAppError,), safe_to_repeat=True)
 def send_cart_reminder(cart_id: int, updated_at: str) -> dict[str, Any]:
     """Re-check the cart, stamp it reminded, and send the reminder (text in the 24 h window, else the template)."""
-    settings = runtime.settings()
-    return reminders.send_reminder(lambda: shared_client(settings), cart_id, updated_at,
-                                   send_rate=settings.send_rate_limit)
+    return reminders.send_reminder(client, cart_id, updated_at, send_rate=runtime.settings().send_rate_limit)

@@ -21,6 +21,7 @@ from wch.admin.jobs import JobsView
 from wch.admin.messages import MessagesView
 from wch.admin.settings import SettingsView
 from wch.admin.store import DeliveriesView, OrdersView, ProductsView
+from wch.admin.store_import import StoreImportView
 from wch.admin.users import UsersView
 from wch.config import Settings
 from wch.monitoring.humanize import duration
@@ -45,6 +46,8 @@ def init_admin(app: Flask, settings: Settings) -> Admin:
     admin.add_view(CampaignsView(name="Campaigns", endpoint="campaigns", url="/admin/campaigns"))
     admin.add_view(SettingsView(name="Settings", endpoint="reminder_settings", url="/admin/settings"))
     admin.add_view(MessagesView(name="Messages", endpoint="messages", url="/admin/messages"))
+    admin.add_view(StoreImportView(name="Store import", endpoint="store_import", url="/admin/store-import",
+                                   category="Store"))
     admin.add_view(UsersView(name="Users", endpoint="users", url="/admin/users", category="Staff"))
     admin.add_view(AuditView(name="Audit log", endpoint="audit", url="/admin/audit", category="Staff"))
     store_time = StoreTime(settings.timezone)
@@ -54,4 +57,6 @@ def init_admin(app: Flask, settings: Settings) -> Admin:
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["redact_short"] = lambda text: short(redact_text(text))
     app.jinja_env.globals["store_time"] = store_time
+    # Loud on every page: in the sandbox no customer hears anything, whatever the panel shows.
+    app.jinja_env.globals["whatsapp_sandbox"] = settings.whatsapp_sandbox
     return admin

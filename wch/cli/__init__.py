@@ -12,7 +12,9 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from werkzeug.utils import import_string
 
+from wch import runtime
 from wch.config import ConfigError
+from wch.logs import configure_logging
 
 # By import path: the app factory imports this package to register the commands.
 APP_FACTORY = "wch:create_app"
@@ -25,17 +27,25 @@ def register_commands(app: Flask) -> None:
     from wch.cli.demo import demo
     from wch.cli.jobs import jobs
     from wch.cli.messages import messages_cli
+    from wch.cli.processes import scheduler, web, worker
+    from wch.cli.store import store
     from wch.cli.sync import sync
     from wch.cli.up import up
     from wch.cli.users import users
     from wch.cli.workers import workers
 
-    for command in (jobs, carts, workers, up, users, audit, demo, sync, campaigns_cli, messages_cli):
+    for command in (jobs, carts, workers, web, worker, scheduler, up, users, audit, demo, store, sync, campaigns_cli,
+                    messages_cli):
         app.cli.add_command(command)
 
 
 def _create_app() -> Flask:
-    return import_string(APP_FACTORY)()
+    app = import_string(APP_FACTORY)()
+    # A command reports through its output: its log shows warnings and errors, everything at DEBUG.
+    with app.app_context():
+        settings = runtime.settings()
+    configure_logging(level="DEBUG" if settings.log_level == "DEBUG" else "WARNING", fmt=settings.log_format)
+    return app
 
 
 cli = FlaskGroup(

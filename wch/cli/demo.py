@@ -1,4 +1,11 @@
-"""``wch demo``: fill an empty database with a believable store, so the panel has something to show."""
+"""``wch demo``: fill an empty database with a believable store, and start real work on it.
+
+The store's history (a day of jobs, cleanups, a finished campaign) is made
+up, for the panel's charts. The work it starts is real: a catalog sync per
+product, a campaign to every opted-in contact, and the abandoned-cart scan.
+With ``WHATSAPP_MODE=sandbox`` (what ``make run`` uses) it all succeeds
+without a Meta account.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +22,13 @@ from sqlalchemy import func, select
 
 from wch import runtime
 from wch.carts.cleanup import CLEANUP_CARTS
-from wch.carts.reminders import SEND_CART_REMINDER
+from wch.carts.reminder_settings import save_settings
+from wch.carts.reminders import SEND_CART_REMINDER, scan_later
 from wch.db import db, read_only, transaction, utcnow
 from wch.jobs.dispatcher import actor_of, job_types
 from wch.jobs.messages import args_digest
 from wch.jobs.upkeep import EXPIRE_RESULTS
+from wch.messaging import campaigns
 from wch.models import (
     Campaign,
     CampaignStatus,
@@ -35,8 +44,9 @@ from wch.models import (
     Role,
     User,
 )
-from wch.store.catalog import SYNC_INVENTORY, SYNC_PRODUCT
+from wch.store.catalog import SYNC_INVENTORY, SYNC_PRODUCT, record_product, request_sync
 from wch.store.orders import NOTIFY_ORDER
+from wch.store.woocommerce import ProductSnapshot
 
 DEMO_ADMIN = "admin@demo.store"
 PRODUCTS = [("Linen shirt", Decimal("39.90")), ("Canvas tote", Decimal("18.00")), ("Espresso beans 1 kg",
@@ -57,6 +67,7 @@ ERRORS = {
     SEND_CART_REMINDER.name: [TIMEOUT, ("WhatsAppError", "(#130429) Rate limit hit: too many messages sent")],
 }
 OTHER_ERRORS = [("OperationalError", "(psycopg.errors.QueryCanceled) canceling statement due to statement timeout")]
+LIVE_CAMPAIGN = "Weekend flash sale"
 
 
 @click.command()
@@ -86,8 +97,34 @@ def demo(seed: int | None, if_empty: bool) -> None:
         jobs = _jobs(rng, now)
         runs = _cleanup_runs(rng, now)
         _campaign(rng, now, contacts)
-    click.echo(f"demo store: {len(contacts)} contacts, {carts} carts, {jobs} jobs, {runs} cleanup runs, 1 campaign")
+    with transaction():
+        started = _start_work(now)
+    click.echo(f"demo store: {len(contacts)} contacts, {carts} carts, {jobs} jobs, {runs} cleanup runs, 2 campaigns")
+    click.echo(f"started: {started}")
+    if not runtime.settings().whatsapp_sandbox:
+        click.echo("(WhatsApp is live: without WHATSAPP_ACCESS_TOKEN these jobs fail; WHATSAPP_MODE=sandbox answers "
+                   "them inside wch)")
     click.echo(f"log in at /admin/ as {DEMO_ADMIN} with password: {password}")
+
+
+def _start_work(now) -> str:
+    """Dispatch real jobs: the catalog sync of each product, a campaign, and the abandoned-cart scan."""
+    settings = runtime.settings()
+    for store_id, (name, price) in enumerate(PRODUCTS, start=1):
+        product, change = record_product(ProductSnapshot(
+            store_id=store_id, retailer_id=f"DEMO-{store_id}", name=name, description=f"{name}, from the demo store.",
+            price=price, sale_price=None, currency=settings.store_currency or "BRL", stock_quantity=20,
+            availability="in stock", store_status="publish", image_url=f"https://shop.example/img/{store_id}.jpg",
+            product_url=f"https://shop.example/product/{store_id}/", modified_at=now))
+        db.session.flush()
+        request_sync(product, change)
+    save_settings({"enabled": True, "delay_hours": 2, "template_name": "cart_reminder", "template_language": "en_US"})
+    campaign = campaigns.create_campaign(name=LIVE_CAMPAIGN, template_name="flash_sale",
+                                         template_parameters=["{name}"], all_contacts=True).campaign
+    campaigns.start_campaign(campaign.id, max_broker_delay=settings.max_broker_delay)
+    scan_later("demo")
+    return (f"{len(PRODUCTS)} product syncs, the campaign {LIVE_CAMPAIGN!r} to {campaign.total} contacts, "
+            "the abandoned-cart scan")
 
 
 def _phone(rng: random.Random) -> str:

@@ -21,6 +21,7 @@ from wch.db import utcnow
 from wch.jobs.broker import setup_broker
 from wch.jobs.middleware import AppContext
 from wch.jobs.outbox import relay
+from wch.logs import configure_logging
 
 RELAY_EVERY = 2.0
 logger = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     options = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    broker = setup_broker(Settings.from_env(), app_factory=APP_FACTORY)
+    settings = Settings.from_env()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    broker = setup_broker(settings, app_factory=APP_FACTORY)
     app = import_string(APP_FACTORY)(publisher=broker)
     next(m for m in broker.middleware if isinstance(m, AppContext)).app = app
     worker = dramatiq.Worker(broker, worker_threads=4)

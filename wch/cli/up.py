@@ -14,6 +14,8 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 
 from wch import runtime
+from wch.cli.processes import scheduler_argv, web_argv, worker_argv
+from wch.monitoring.queue_depths import broker_reachable
 
 RABBITMQ_HINT = (
     "start it with `rabbitmq-server -detached` (or `sudo systemctl start rabbitmq-server`), "
@@ -41,27 +43,25 @@ def up(host: str, port: int, in_process: bool, worker_processes: int, worker_thr
         if problem:
             raise click.ClickException(f"RabbitMQ is not reachable ({problem}): {RABBITMQ_HINT}")
         env = dict(os.environ)
-        bin_dir = os.path.dirname(sys.executable)
         commands = {
-            "web": [os.path.join(bin_dir, "gunicorn"), "--bind", f"{host}:{port}", "--threads", "4",
-                    "--access-logfile", "-", "wch:create_app()"],
-            "worker": [os.path.join(bin_dir, "dramatiq"), "wch.actors", "--processes", str(worker_processes),
-                       "--threads", str(worker_threads)],
-            "scheduler": [os.path.join(bin_dir, "periodiq"), "wch.actors"],
+            "web": web_argv("--bind", f"{host}:{port}", "--threads", "4"),
+            "worker": worker_argv("--processes", str(worker_processes), "--threads", str(worker_threads)),
+            "scheduler": scheduler_argv(),
         }
     upgrade()  # creates the database on first run
-    run_together(commands, env=env, banner=f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it.")
+    banner = f"wch is up at {url} (admin panel: {url}admin/). Ctrl-C stops it."
+    if settings.whatsapp_sandbox:
+        banner += "\nWhatsApp sandbox (WHATSAPP_MODE=sandbox): nothing is sent to Meta, statuses are made up."
+    run_together(commands, env=env, banner=banner)
 
 
 def rabbitmq_problem(url: str) -> str | None:
     """Why RabbitMQ at ``url`` cannot be reached, or None when it can."""
+    problem = broker_reachable(url)
+    if problem is None:
+        return None
     params = pika.URLParameters(url)
-    params.connection_attempts, params.socket_timeout, params.blocked_connection_timeout = 1, 3, 3
-    try:
-        pika.BlockingConnection(params).close()
-    except pika.exceptions.AMQPError as error:
-        return f"{params.host}:{params.port}: {type(error).__name__} {error}".strip()
-    return None
+    return f"{params.host}:{params.port}: {problem}"
 
 
 def run_together(commands: dict[str, list[str]], *, env: dict[str, str], banner: str) -> None:

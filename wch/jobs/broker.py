@@ -21,7 +21,7 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from wch.config import Settings
-from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, Ledger
+from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, JobMetrics, Ledger
 from wch.jobs.publisher import BackgroundPublisher, Publisher
 
 QUEUES = ("sync", "broadcast", "carts", "maintenance")
@@ -43,6 +43,7 @@ def build_broker(settings: Settings, *, app_factory: str) -> dramatiq.Broker:
         Heartbeat(app_context=app_context, interval=settings.worker_heartbeat),
         Ledger(result_ttl=settings.result_ttl, worker_lost_after=settings.worker_lost_after,
                max_broker_delay=settings.max_broker_delay),
+        JobMetrics(host=settings.metrics_host, port=settings.metrics_port),
         AgeLimit(),
         TimeLimit(),
         ShutdownNotifications(),

@@ -48,10 +48,10 @@ _OPEN_CAMPAIGN = (CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value, Cam
 MAX_RECIPIENT_ATTEMPTS = 3
 
 
-def process_later(payload: dict[str, Any]) -> Job:
-    """Dispatch the job that applies a webhook delivery; a delivery Meta repeats (it does when it misses our answer)
-    is dispatched once while the first is pending."""
-    return dispatch(PROCESS_WHATSAPP_WEBHOOK, {"payload": payload}, unique=True)
+def process_later(payload: dict[str, Any], *, delay: float | None = None) -> Job:
+    """Dispatch the job that applies a webhook delivery (``delay`` seconds later); a delivery Meta repeats (it does
+    when it misses our answer) is dispatched once while the first is pending."""
+    return dispatch(PROCESS_WHATSAPP_WEBHOOK, {"payload": payload}, unique=True, delay=delay)
 
 
 def apply_webhook(payload: dict[str, Any], *, sender: str) -> dict[str, int]:

@@ -4,6 +4,7 @@ from wch.models.audit import AuditEntry
 from wch.models.campaigns import Campaign, CampaignStatus, Recipient, RecipientStatus, SendRate
 from wch.models.carts import Cart, CartStatus, CleanupRun
 from wch.models.contacts import Contact
+from wch.models.imports import StoreImport
 from wch.models.jobs import Job, JobAttempt, JobStatus, ScheduleSlot
 from wch.models.messages import Message, MessageState
 from wch.models.phone_numbers import PhoneNumber
@@ -38,6 +39,7 @@ __all__ = [
     "ScheduleSlot",
     "SendRate",
     "Snapshot",
+    "StoreImport",
     "WorkerProcess",
     "User",
     "WebhookDelivery",

@@ -16,8 +16,11 @@ each making their own.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
@@ -115,10 +118,28 @@ def broker_reachable(broker_url: str) -> str | None:
     if broker_url.startswith("stub:"):
         return None
     try:
-        pika.BlockingConnection(_parameters(broker_url)).close()
+        _connect(broker_url).close()
     except (AMQPError, OSError) as error:
         return f"{type(error).__name__} {error}".strip()
     return None
+
+
+def _connect(broker_url: str) -> pika.BlockingConnection:
+    with _pika_quiet():
+        return pika.BlockingConnection(_parameters(broker_url))
+
+
+@contextmanager
+def _pika_quiet() -> Iterator[None]:
+    # A failed probe is the answer, reported by the caller: pika's own ERROR lines and traceback
+    # for it would fill the log on every health check and dashboard refresh while RabbitMQ is down.
+    pika_logger = logging.getLogger("pika")
+    level = pika_logger.level
+    pika_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        pika_logger.setLevel(level)
 
 
 def _parameters(broker_url: str) -> pika.URLParameters:
@@ -130,7 +151,7 @@ def _parameters(broker_url: str) -> pika.URLParameters:
 
 def _ready_counts(broker_url: str, names: list[str]) -> dict[str, int | None]:
     counts: dict[str, int | None] = {}
-    connection = pika.BlockingConnection(_parameters(broker_url))
+    connection = _connect(broker_url)
     try:
         channel = connection.channel()
         for name in names:

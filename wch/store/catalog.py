@@ -24,6 +24,7 @@ from wch.whatsapp import WhatsAppClient
 SYNC_PRODUCT = JobType("sync_product", queue="sync", subject="product:{store_id}")
 SYNC_INVENTORY = JobType("sync_inventory", queue="sync", subject="product:{store_id}")
 SYNC_ALL_PRODUCTS = JobType("sync_all_products", queue="sync")
+SYNC_PRODUCTS = JobType("sync_products", queue="sync")
 CHECK_CATALOG_BATCH = JobType("check_catalog_batch", queue="sync")
 
 MAX_BATCH = 5000  # Meta's limit per items_batch call
@@ -106,6 +107,11 @@ def sync_product_now(store_id: int) -> Job:
 def sync_all_products(*, after: int = 0) -> Job:
     """Dispatch the push of every product after store id ``after``, one page per job."""
     return dispatch(SYNC_ALL_PRODUCTS, {"after": after}, unique=f"after:{after}")
+
+
+def sync_products(*, after: int, through: int) -> Job:
+    """Dispatch one push of the products with store ids in (``after``, ``through``]: a page of an import."""
+    return dispatch(SYNC_PRODUCTS, {"after": after, "through": through}, unique=f"{after}:{through}")
 
 
 def check_later(result: dict[str, Any], *, delay: float) -> dict[str, Any]:
@@ -239,8 +245,9 @@ def push_inventory(client: WhatsAppClient, store_id: int) -> dict[str, Any]:
     return {"store_id": store_id, "inventory": item, "handles": answer.get("handles")}
 
 
-def push_page(client: WhatsAppClient, *, after: int, limit: int) -> dict[str, Any]:
-    """Push the products after store id ``after`` in one ``items_batch`` call of at most ``limit`` requests.
+def push_page(client: WhatsAppClient, *, after: int, limit: int, through: int | None = None) -> dict[str, Any]:
+    """Push the products after store id ``after`` (up to ``through``) in one ``items_batch`` call of at most
+    ``limit`` requests.
 
     Returns the last store id pushed as ``next_after`` (``None`` when no product is left).
     Runs its own transactions.
@@ -252,6 +259,8 @@ def push_page(client: WhatsAppClient, *, after: int, limit: int) -> dict[str, An
         .order_by(Product.store_id)
         .limit(limit)
     )
+    if through is not None:
+        query = query.where(Product.store_id <= through)
     requests: list[dict[str, Any]] = []
     pushed: list[dict[str, Any]] = []
     last = None

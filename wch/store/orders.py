@@ -40,11 +40,12 @@ class MessageMayHaveBeenSent(Exception):
     """Meta's answer was lost after the message left; it is not sent again, to avoid a duplicate."""
 
 
-def record_order(snapshot: OrderSnapshot, *, recovery_window_hours: int) -> tuple[Order, bool]:
+def record_order(snapshot: OrderSnapshot, *, recovery_window_hours: int | None) -> tuple[Order, bool]:
     """Store ``snapshot``; return the order and whether it is newer than the one kept (else nothing is written).
 
-    A new order marks its customer's reminded cart recovered (:func:`wch.carts.recovery.mark_recovered`).
-    The caller commits.
+    A new order marks its customer's cart reminded in the last ``recovery_window_hours``
+    recovered (:func:`wch.carts.recovery.mark_recovered`); ``None`` recovers nothing (an
+    import of past orders). The caller commits.
     """
     order = db.session.scalars(select(Order).where(Order.store_id == snapshot.store_id)).first()
     first_seen = order is None
@@ -62,7 +63,7 @@ def record_order(snapshot: OrderSnapshot, *, recovery_window_hours: int) -> tupl
     order.currency = snapshot.currency
     order.store_modified_at = snapshot.modified_at or order.store_modified_at
     order.updated_at = utcnow()
-    if first_seen and order.customer_phone:
+    if first_seen and recovery_window_hours is not None and order.customer_phone:
         # A new order from a reminded customer recovers their cart; later deliveries of it count nothing.
         mark_recovered(order.customer_phone, snapshot.store_id, snapshot.total, window_hours=recovery_window_hours)
     return order, True

@@ -1,4 +1,11 @@
-"""``/healthz`` for load balancers: the database and the broker, 503 when either is down."""
+"""Health for load balancers and supervisors: ``/livez``, ``/readyz`` and its old name ``/healthz``.
+
+Readiness follows the outbox design: a web process can take webhooks as long
+as it can write to the database, since a job whose publish fails waits in the
+outbox for the relay. So the broker is reported, never a reason to answer
+503: a load balancer must not take every web node out during a RabbitMQ
+outage, and WooCommerce disables webhooks whose deliveries keep failing.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,16 @@ from wch.monitoring.queue_depths import broker_reachable
 bp = Blueprint("health", __name__)
 
 
+@bp.route("/livez")
+def livez():
+    """The process answers; nothing else is checked (a supervisor restarts it when this fails)."""
+    return jsonify(status="ok")
+
+
+@bp.route("/readyz")
 @bp.route("/healthz")
-def healthz():
+def readyz():
+    """200 while the database answers (jobs can be taken); the broker's state is reported alongside."""
     settings = runtime.settings()
     checks = {}
     try:
@@ -27,6 +42,7 @@ def healthz():
         checks["broker"] = "ok (in-process)"
     else:
         problem = broker_reachable(settings.broker_url)
-        checks["broker"] = "ok" if problem is None else f"unreachable: {problem}"
-    healthy = all(value.startswith("ok") for value in checks.values())
-    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503
+        checks["broker"] = "ok" if problem is None else f"unreachable: {problem} (jobs wait in the outbox)"
+    ready = checks["database"] == "ok"
+    status = ("ok" if checks["broker"].startswith("ok") else "degraded") if ready else "unavailable"
+    return jsonify(status=status, checks=checks), 200 if ready else 503

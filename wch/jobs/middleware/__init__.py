@@ -3,6 +3,7 @@
 from wch.jobs.middleware.app_context import AppContext
 from wch.jobs.middleware.heartbeat import Heartbeat
 from wch.jobs.middleware.ledger import Ledger
+from wch.jobs.middleware.metrics import JobMetrics
 from wch.jobs.middleware.retries import FixedRetries
 
-__all__ = ["AppContext", "FixedRetries", "Heartbeat", "Ledger"]
+__all__ = ["AppContext", "FixedRetries", "Heartbeat", "JobMetrics", "Ledger"]
