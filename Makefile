@@ -6,14 +6,14 @@ BIN      = $(VENV)/bin
 # The demo answers Meta's API inside wch unless WHATSAPP_MODE is set: nothing reaches a customer.
 DEMO_ENV = WHATSAPP_MODE=$${WHATSAPP_MODE:-sandbox}
 
-.PHONY: run test install install-test services browser lint bench
+.PHONY: run test install install-test services browser deploy-tools lint bench
 
 run: install
 	$(BIN)/wch db upgrade
 	$(DEMO_ENV) $(BIN)/wch demo --if-empty
 	$(DEMO_ENV) $(BIN)/wch up --port $(PORT)
 
-test: install-test services browser
+test: install-test services browser deploy-tools
 	$(BIN)/ruff check wch tests bench
 	$(BIN)/pytest
 
@@ -38,6 +38,11 @@ services:
 # Browser tests drive Debian's Chromium (a test tool's own browser download does not work offline).
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# The deployment files are checked with their own tools (no container engine is needed for that).
+deploy-tools:
+	@test -x /usr/bin/docker-compose || (apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null)
+	@command -v systemd-analyze >/dev/null || (apt-get update -qq && apt-get install -y -qq systemd >/dev/null)
 
 bench: install
 	$(BIN)/python -m bench

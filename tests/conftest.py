@@ -45,6 +45,7 @@ from tests.support.apps import (  # noqa: E402
     settings_of,
     stub_worker_for,
 )
+from tests.support.databases import Templates  # noqa: E402
 from tests.support.fake_graph import FakeGraph  # noqa: E402
 from tests.support.services import (  # noqa: E402
     create_vhost,
@@ -59,9 +60,27 @@ from wch.jobs.broker import build_publisher  # noqa: E402
 from wch.models import WorkerProcess as WorkerRow  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def templates():
+    """The session's migrated database templates (:mod:`tests.support.databases`)."""
+    made = Templates()
+    yield made
+    made.remove()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A fresh, empty database: a SQLite file, then a PostgreSQL database."""
+def database_url(request, tmp_path, templates):
+    """A fresh database of the test's own at the current schema: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield templates.sqlite_copy(tmp_path / "wch.sqlite3")
+        return
+    with templates.postgres_copy() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request, tmp_path):
+    """A fresh, empty database, for the migration tests: a SQLite file, then a PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'wch.sqlite3'}"
         return
@@ -70,8 +89,9 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def sqlite_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'wch.sqlite3'}"
+def sqlite_url(tmp_path, templates):
+    """A fresh SQLite database at the current schema."""
+    return templates.sqlite_copy(tmp_path / "wch.sqlite3")
 
 
 @pytest.fixture
@@ -131,14 +151,14 @@ def app_factory(broker, env):
 
 
 @pytest.fixture
-def app(request, app_factory, sqlite_url):
+def app(request, app_factory, sqlite_url, templates):
     """An app on a fresh SQLite database, publishing to the in-process StubBroker, its context pushed.
 
     Parametrized indirectly with ``"postgresql"`` (``on_both_databases``), it is on a fresh PostgreSQL database.
     """
     with ExitStack() as stack:
         database = getattr(request, "param", "sqlite")
-        url = sqlite_url if database == "sqlite" else stack.enter_context(postgres_database())
+        url = sqlite_url if database == "sqlite" else stack.enter_context(templates.postgres_copy())
         yield stack.enter_context(inside(app_factory(url)))
 
 

@@ -2,7 +2,7 @@
 
 No container engine runs here, so the image is not built: ``docker-compose
 config`` validates ``compose.yaml`` and ``systemd-analyze verify`` the unit
-files. A missing tool skips its test (``make test`` does not install them).
+files. ``make test`` installs both; a missing tool fails its test rather than skipping it.
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ import re
 import shutil
 import subprocess
 
-import pytest
-
 from tests.support.services import BIN, ROOT
 
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 
 
-def compose(*args: str) -> subprocess.CompletedProcess:
-    program = shutil.which("docker-compose")
-    if program is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    return subprocess.run([program, "-f", str(ROOT / "compose.yaml"), *args], capture_output=True, text=True,
-                          env=os.environ | {"WCH_SECRET_KEY": "compose-check-key"}, timeout=60)
+def tool(name: str) -> str:
+    program = shutil.which(name)
+    assert program is not None, f"{name} is not installed: run `make deploy-tools`"
+    return program
+
+
+def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"WCH_SECRET_KEY": "compose-check-key"} if env is None else env
+    return subprocess.run([tool("docker-compose"), "-f", str(ROOT / "compose.yaml"), *args], capture_output=True,
+                          text=True, env=env, timeout=60)
 
 
 def test_compose_file_is_valid_and_migrates_before_anything_starts():
@@ -40,22 +42,16 @@ def test_compose_file_is_valid_and_migrates_before_anything_starts():
 
 
 def test_compose_refuses_to_start_without_a_secret_key():
-    program = shutil.which("docker-compose")
-    if program is None:
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
-    env = {k: v for k, v in os.environ.items() if k != "WCH_SECRET_KEY"}
-    result = subprocess.run([program, "-f", str(ROOT / "compose.yaml"), "config"], capture_output=True, text=True,
-                            env=env, timeout=60)
+    result = compose("config", env={k: v for k, v in os.environ.items() if k != "WCH_SECRET_KEY"})
     assert result.returncode != 0 and "set WCH_SECRET_KEY" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_units_verify_cleanly(tmp_path):
     assert [unit.name for unit in UNITS] == ["wch-scheduler.service", "wch-web.service", "wch-worker.service"]
     # verify insists that ExecStart exists: point the units at this checkout's virtualenv.
     for unit in UNITS:
         (tmp_path / unit.name).write_text(unit.read_text().replace("/srv/wch/venv/bin", str(BIN)))
-    result = subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.glob("*.service"))],
+    result = subprocess.run([tool("systemd-analyze"), "verify", *sorted(str(p) for p in tmp_path.glob("*.service"))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr
 

@@ -22,8 +22,8 @@ def _job(type_: str, args: dict) -> dict:
             "digest": args_digest(type_, args)}
 
 
-def test_existing_jobs_get_their_subject_and_staff_keep_their_accounts(database_url):
-    app = create_app(settings_for(database_url), publisher=None)
+def test_existing_jobs_get_their_subject_and_staff_keep_their_accounts(empty_database_url):
+    app = create_app(settings_for(empty_database_url), publisher=None)
     with inside(app):
         upgrade(revision="0005")
         rows = [_job("notify_order", {"store_id": 1234}), _job("sync_product", {"store_id": 42}),

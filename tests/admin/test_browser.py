@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
 from tests.support import woo
@@ -22,20 +20,6 @@ from wch.jobs import dispatcher
 from wch.models import Cart, Contact, Job
 
 pytestmark = [pytest.mark.browser, pytest.mark.rabbitmq]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser():
-    # `make test` installs both; a missing browser fails the test rather than skipping it.
-    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed: run `make browser`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def status_of(job_id: str) -> str:
@@ -67,7 +51,8 @@ def until_shown(page, selector: str, expected: str, *, timeout: float = 30) -> N
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_app, spawn_worker, browser, tmp_path):
+def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_app, spawn_worker, browser, artifacts,
+                                                                       tmp_path):
     make_user("admin@example.com", "admin")
     make_user("viewer@example.com", "viewer")
     for value in range(3):
@@ -78,7 +63,6 @@ def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_ap
     db.session.add_all([Cart(customer_phone=f"+1555000{i}", status="abandoned", updated_at=long_ago,
                              created_at=long_ago) for i in range(3)] + [Cart(customer_phone="+15559999")])
     db.session.commit()
-    ARTIFACTS.mkdir(exist_ok=True)
 
     with ServedApp(rabbit_app) as served:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -118,7 +102,7 @@ def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_ap
         page.click(f'a[href="/admin/jobs/{failing_id}"]')
         assert cell(page, "#job-status") == "failed"
         assert page.locator(".wch-attempt").count() == 4
-        page.screenshot(path=str(ARTIFACTS / "failed-job.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "failed-job.png"), full_page=True)
         with page.expect_navigation():  # the POST and its redirect back to the job
             page.click("#retry-job")
         until_shown(page, "#job-status", "succeeded")
@@ -132,11 +116,11 @@ def test_staff_sees_pending_work_retries_a_failed_job_and_runs_cleanup(rabbit_ap
         until_shown(page, '[data-cart="expired"]', "0")
         assert cell(page, '[data-cart="abandoned"]') == "0" and cell(page, '[data-cart="active"]') == "1"
         assert "(panel), deleted 3" in cell(page, "#last-cleanup")
-        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
 
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         log_in(phone, served.url, "admin@example.com")
-        phone.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+        phone.screenshot(path=str(artifacts / "dashboard-phone.png"), full_page=True)
 
         viewer = browser.new_context().new_page()
         log_in(viewer, served.url, "viewer@example.com")

@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-from tests.admin.test_browser import ARTIFACTS, browser  # noqa: F401  (the fixture)
 from tests.support.services import ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.rabbitmq]
@@ -69,8 +68,7 @@ def job_results(page, base: str, type_: str) -> list[str]:
 
 
 def test_make_run_on_a_fresh_clone_shows_syncs_a_campaign_and_a_reminder_succeeding(tmp_path, rabbitmq_url,
-                                                                                      browser):  # noqa: F811
-    ARTIFACTS.mkdir(exist_ok=True)
+                                                                                      browser, artifacts):
     clone = tmp_path / "wch"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     port = free_port()
@@ -108,7 +106,7 @@ def test_make_run_on_a_fresh_clone_shows_syncs_a_campaign_and_a_reminder_succeed
         counters = wait_for(campaign_delivered, timeout=SHOWN_WITHIN, interval=1,
                             what="the demo campaign to be sent, delivered and read")
         assert counters["read"] <= counters["delivered"] <= counters["sent"]
-        page.screenshot(path=str(ARTIFACTS / "demo-campaign.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "demo-campaign.png"), full_page=True)
 
         def synced():
             return [r for r in job_results(page, base, "sync_product") if "sandbox-handle" in r]
@@ -121,7 +119,7 @@ def test_make_run_on_a_fresh_clone_shows_syncs_a_campaign_and_a_reminder_succeed
                         what="a reminder sent")
         assert time.monotonic() - up_at <= SHOWN_WITHIN
         page.goto(f"{base}/admin/")
-        page.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "demo-dashboard.png"), full_page=True)
     finally:
         run.stop()
     wait_for(lambda: not answers(port), timeout=30, what="Ctrl-C to stop the web app")

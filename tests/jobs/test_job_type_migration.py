@@ -26,8 +26,8 @@ def _row(type_: str, status: str, args: dict, *, dedupe_key: str | None = None) 
             "digest": args_digest(type_, args), "dedupe_key": dedupe_key}
 
 
-def test_old_type_names_are_renamed_with_their_keys_and_pending_jobs_go_back_to_the_outbox(database_url):
-    app = create_app(settings_for(database_url), publisher=None)
+def test_old_type_names_are_renamed_with_their_keys_and_pending_jobs_go_back_to_the_outbox(empty_database_url):
+    app = create_app(settings_for(empty_database_url), publisher=None)
     try:
         with inside(app):
             upgrade(revision="0004")

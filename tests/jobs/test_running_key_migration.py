@@ -31,8 +31,8 @@ def _open_attempt(job: dict) -> dict:
     return {"job_id": job["id"], "number": 1, "worker": "host:1", "started_at": job["started_at"]}
 
 
-def test_running_duplicates_keep_one_key_open_attempts_are_settled_and_the_key_is_then_held(database_url):
-    app = create_app(settings_for(database_url), publisher=None)
+def test_running_duplicates_keep_one_key_open_attempts_are_settled_and_the_key_is_then_held(empty_database_url):
+    app = create_app(settings_for(empty_database_url), publisher=None)
     try:
         with inside(app):
             upgrade(revision="0005")

@@ -20,8 +20,8 @@ NOTIFICATIONS = sa.table("order_notifications", sa.column("order_id"), sa.column
                          sa.column("sent_at"))
 
 
-def test_order_notifications_become_messages_settled_by_their_callback_data_and_go_back(database_url):
-    app = create_app(settings_for(database_url), publisher=None)
+def test_order_notifications_become_messages_settled_by_their_callback_data_and_go_back(empty_database_url):
+    app = create_app(settings_for(empty_database_url), publisher=None)
     try:
         with inside(app):
             upgrade(revision="0005")

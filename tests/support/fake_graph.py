@@ -33,10 +33,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.local_server import LocalServer, QuietHandler
 from tests.support.services import wait_for
 
 VERSION = "v24.0"
@@ -97,7 +97,7 @@ class Rule:
         return self.kind is None or record.kind == self.kind
 
 
-class FakeGraph:
+class FakeGraph(LocalServer):
     """The fake Graph API server. Start with :meth:`start`, stop with :meth:`stop`.
 
     Parameters:
@@ -106,6 +106,7 @@ class FakeGraph:
     """
 
     def __init__(self, *, version: str = VERSION, batch_status: str = "finished") -> None:
+        super().__init__()
         self.version = version
         self.batch_status_value = batch_status
         self.batch_errors: list[dict[str, Any]] = []  # what batch checks report as rejected items
@@ -114,36 +115,13 @@ class FakeGraph:
         self.requests: list[Recorded] = []
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
-        self._closing = threading.Event()
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> FakeGraph:
-        fake = self
-
-        class Handler(_Handler):
-            graph = fake
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-graph", daemon=True)
-        self._thread.start()
+        self.serve(type("Handler", (_Handler,), {"graph": self}), name="fake-graph")
         return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
 
     @property
     def url(self) -> str:
@@ -294,17 +272,8 @@ class FakeGraph:
         return 404, _error(803, "(#803) Some of the aliases you requested do not exist", "OAuthException")
 
 
-class _Server(ThreadingHTTPServer):
-    # The default backlog of 5 drops connections when a pool of senders connects at once.
-    request_queue_size = 256
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+class _Handler(QuietHandler):
     graph: FakeGraph
-
-    def log_message(self, format, *args) -> None:  # noqa: A002  (quiet: tests read the records instead)
-        pass
 
     def do_GET(self) -> None:  # noqa: N802
         self._handle()

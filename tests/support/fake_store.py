@@ -15,11 +15,11 @@ import json
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support import woo
+from tests.support.local_server import LocalServer, QuietHandler
 
 KEY = "ck_fakestorekey0123456789abcdef0123456789"
 SECRET = "cs_fakestoresecret0123456789abcdef01234567"
@@ -34,7 +34,7 @@ class Request:
     status: int
 
 
-class FakeStore:
+class FakeStore(LocalServer):
     """The fake store. ``start()``, then point ``WOOCOMMERCE_URL`` at :attr:`url`.
 
     Parameters:
@@ -42,35 +42,20 @@ class FakeStore:
     """
 
     def __init__(self, *, products: int = 0, orders: int = 0) -> None:
+        super().__init__()
         self.counts = {"products": products, "orders": orders}
         self.requests: list[Request] = []
         self.delay = 0.0
         self._failures: dict[tuple[str, int], tuple[int, int]] = {}  # (kind, page) -> (status, times left)
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> FakeStore:
-        fake = self
-
-        class Handler(_Handler):
-            store = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                         name="fake-store").start()
+        self.serve(type("Handler", (_Handler,), {"store": self}), name="fake-store")
         return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         """The settings that point wch's import at this store."""
@@ -118,12 +103,8 @@ class FakeStore:
         return 200, [self.item(kind, i) for i in chunk], headers
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     store: FakeStore
-
-    def log_message(self, format, *args) -> None:  # noqa: A002
-        pass
 
     def do_GET(self) -> None:  # noqa: N802
         store = self.store

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import request
 from flask_admin import BaseView, expose
 from flask_login import current_user
 from sqlalchemy import select
 
 from wch.admin.auth import AdminOnly
-from wch.admin.paging import newest_first
+from wch.admin.paging import requested_page
 from wch.db import read_only
 from wch.models import AuditEntry
 from wch.staff import audit
@@ -36,7 +36,7 @@ class AuditView(AdminOnly, BaseView):
         if actor:
             query = query.where(AuditEntry.actor == actor)
         with read_only():
-            page = newest_first(query, at=AuditEntry.at, key=AuditEntry.id, before=request.args.get("before", ""))
+            page = requested_page(query, at=AuditEntry.at, key=AuditEntry.id)
             return self.render("admin/wch/audit_list.html", entries=page.rows, filters=filters,
                                actions=audit.ACTIONS, first_page=page.first,
-                               older=url_for(".index", **filters, before=page.older) if page.older else None)
+                               older=page.older_url(filters))

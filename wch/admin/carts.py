@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import abort, request, url_for
+from flask import abort, request
 from flask_admin import BaseView, expose
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from wch import runtime
 from wch.admin.auth import StaffOnly
-from wch.admin.paging import newest_first
+from wch.admin.paging import requested_page
 from wch.db import db, utcnow
 from wch.models import Cart, CartStatus
 
@@ -36,19 +36,16 @@ class CartsView(StaffOnly, BaseView):
             query = query.where(Cart.status == status)
         if idle:
             query = query.where(Cart.updated_at < now - (IDLE[idle] or expiry))
-        rows, before, first_page = newest_first(
-            query, at=Cart.updated_at, key=Cart.id, before=request.args.get("before", "")
-        )
-        older = url_for(".index", **filters, before=before) if before else None
+        page = requested_page(query, at=Cart.updated_at, key=Cart.id)
         return self.render(
             "admin/wch/carts_list.html",
-            carts=rows,
+            carts=page.rows,
             filters=filters,
             statuses=[s.value for s in CartStatus],
             idle_choices={"1h": "idle > 1 h", "24h": "idle > 24 h",
                           "expired": f"expired (idle > {expiry.total_seconds() / 3600:.0f} h)", "7d": "idle > 7 days"},
-            older=older,
-            first_page=first_page,
+            older=page.older_url(filters),
+            first_page=page.first,
             now=now,
             expiry=expiry,
         )

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
-from wch.admin.paging import newest_first
+from wch.admin.paging import requested_page
 from wch.db import db, read_only, transaction
 from wch.messaging import contacts
 from wch.models import Campaign, Cart, Contact, Order, Recipient
@@ -33,10 +33,10 @@ class ContactsView(StaffOnly, BaseView):
             query = query.where(Contact.opted_out_at.is_not(None))
         filters = {key: value for key, value in (("q", q), ("opted_out", "yes" if opted_out else "")) if value}
         with read_only():
-            page = newest_first(query, at=Contact.created_at, key=Contact.id, before=request.args.get("before", ""))
+            page = requested_page(query, at=Contact.created_at, key=Contact.id)
             return self.render("admin/wch/contacts_list.html", contacts=page.rows, q=q, opted_out=opted_out,
                                filters=filters, first_page=page.first,
-                               older=url_for(".index", **filters, before=page.older) if page.older else None)
+                               older=page.older_url(filters))
 
     @expose("/<int:contact_id>")
     def details(self, contact_id: int):

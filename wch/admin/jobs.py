@@ -19,7 +19,7 @@ from wch.admin.audit import audited
 from wch.admin.auth import StaffOnly
 from wch.admin.export import csv_response
 from wch.admin.formatting import short
-from wch.admin.paging import newest_first
+from wch.admin.paging import requested_page
 from wch.db import db, read_only, transaction, utcnow
 from wch.jobs import DispatchError, cancel, end_stuck, retry, retry_many
 from wch.jobs.dispatcher import job_types
@@ -135,21 +135,18 @@ class JobsView(StaffOnly, BaseView):
         now = utcnow()
         filters = JobFilter.from_args(request.args)
         query, notice = matching(filters, select(Job).options(load_only(*LIST_COLUMNS)), now=now)
-        rows, before, first_page = newest_first(
-            query, at=Job.enqueued_at, key=Job.id, before=request.args.get("before", "")
-        )
-        older = url_for(".index", **filters.as_args(), before=before) if before else None
+        page = requested_page(query, at=Job.enqueued_at, key=Job.id)
         return self.render(
             "admin/wch/jobs_list.html",
-            jobs=rows,
+            jobs=page.rows,
             filters=filters,
             types=job_types(),
             statuses=[s.value for s in JobStatus],
             windows=list(WINDOWS),
-            older=older,
-            first_page=first_page,
+            older=page.older_url(filters.as_args()),
+            first_page=page.first,
             notice=notice,
-            errors={job.id: short(redact_text(job.last_error)) for job in rows},
+            errors={job.id: short(redact_text(job.last_error)) for job in page.rows},
             now=now,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from flask import request, url_for
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -21,6 +22,15 @@ class Page(NamedTuple):
     rows: list[Any]
     older: str | None
     first: bool
+
+    def older_url(self, filters: dict[str, str]) -> str | None:
+        """The link to the next (older) page of the current list with ``filters``, or None on the last page."""
+        return url_for(".index", **filters, before=self.older) if self.older else None
+
+
+def requested_page(query: Select, *, at: InstrumentedAttribute, key: InstrumentedAttribute) -> Page:
+    """The page of ``query`` that the request's ``before`` cursor asks for (see :func:`newest_first`)."""
+    return newest_first(query, at=at, key=key, before=request.args.get("before", ""))
 
 
 def newest_first(query: Select, *, at: InstrumentedAttribute, key: InstrumentedAttribute, before: str) -> Page:

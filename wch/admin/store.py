@@ -3,12 +3,12 @@ the store's webhook deliveries, each linking to the jobs about it."""
 
 from __future__ import annotations
 
-from flask import abort, request, url_for
+from flask import abort, request
 from flask_admin import BaseView, expose
 from sqlalchemy import or_, select
 
 from wch.admin.auth import StaffOnly
-from wch.admin.paging import newest_first
+from wch.admin.paging import requested_page
 from wch.admin.subjects import PHONE, whole_number
 from wch.db import db, read_only
 from wch.messaging.contacts import InvalidPhone, normalize_phone
@@ -38,12 +38,12 @@ class OrdersView(StaffOnly, BaseView):
         if q:
             query = query.where(_order_search(q))
         with read_only():
-            page = newest_first(query, at=Order.updated_at, key=Order.id, before=request.args.get("before", ""))
+            page = requested_page(query, at=Order.updated_at, key=Order.id)
             notifications = _notifications(page.rows)
             filters = {"q": q} if q else {}
             return self.render("admin/wch/orders_list.html", orders=page.rows, notifications=notifications,
                                q=q, first_page=page.first,
-                               older=url_for(".index", **filters, before=page.older) if page.older else None)
+                               older=page.older_url(filters))
 
     @expose("/<int:store_id>")
     def details(self, store_id: int):
@@ -98,10 +98,10 @@ class ProductsView(StaffOnly, BaseView):
             query = query.where(or_(Product.synced_at.is_(None), Product.synced_at < Product.updated_at))
         filters = {key: value for key, value in (("q", q), ("sync", "pending" if unsynced else "")) if value}
         with read_only():
-            page = newest_first(query, at=Product.updated_at, key=Product.id, before=request.args.get("before", ""))
+            page = requested_page(query, at=Product.updated_at, key=Product.id)
             return self.render("admin/wch/products_list.html", products=page.rows, q=q, unsynced=unsynced,
                                filters=filters, first_page=page.first,
-                               older=url_for(".index", **filters, before=page.older) if page.older else None)
+                               older=page.older_url(filters))
 
     @expose("/<int:store_id>")
     def details(self, store_id: int):
@@ -123,11 +123,10 @@ class DeliveriesView(StaffOnly, BaseView):
         if topic:
             query = query.where(WebhookDelivery.topic == topic)
         with read_only():
-            page = newest_first(query, at=WebhookDelivery.received_at, key=WebhookDelivery.id,
-                                before=request.args.get("before", ""))
+            page = requested_page(query, at=WebhookDelivery.received_at, key=WebhookDelivery.id)
             ids = [row.job_id for row in page.rows if row.job_id]
             jobs = {job.id: job for job in db.session.scalars(select(Job).where(Job.id.in_(ids)))} if ids else {}
             filters = {"topic": topic} if topic else {}
             return self.render("admin/wch/deliveries_list.html", deliveries=page.rows, jobs=jobs, topic=topic,
                                first_page=page.first,
-                               older=url_for(".index", **filters, before=page.older) if page.older else None)
+                               older=page.older_url(filters))

@@ -118,7 +118,8 @@ def _start_work(now) -> str:
             product_url=f"https://shop.example/product/{store_id}/", modified_at=now))
         db.session.flush()
         request_sync(product, change)
-    save_settings({"enabled": True, "delay_hours": 2, "template_name": "cart_reminder", "template_language": "en_US"})
+    save_settings({"enabled": True, "delay_hours": 2, "template_name": "cart_reminder", "template_language": "en_US"},
+                  cart_expiry_hours=settings.cart_expiry_hours)
     campaign = campaigns.create_campaign(name=LIVE_CAMPAIGN, template_name="flash_sale",
                                          template_parameters=["{name}"], all_contacts=True).campaign
     campaigns.start_campaign(campaign.id, max_broker_delay=settings.max_broker_delay)

@@ -30,6 +30,10 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from wch.jobs.broker import QUEUES
 
+# What connecting to an unreachable broker raises: pika raises ValueError ("Expected connected
+# socket") when the connection is reset during its handshake, as by a broker going down.
+UNREACHABLE = (AMQPError, OSError, ValueError)
+
 MANAGEMENT_PORT = 15672
 MANAGEMENT_TLS_PORT = 15671
 TIMEOUT = 2.0
@@ -80,7 +84,7 @@ def broker_depths(broker_url: str, *, management_url: str | None = None, allow_h
 def _ask(broker_url: str, management_url: str | None, allow_http: bool) -> BrokerDepths:
     try:
         ready = _ready_counts(broker_url, queue_names())
-    except (AMQPError, OSError) as error:
+    except UNREACHABLE as error:
         return BrokerDepths(reachable=False, error=f"{type(error).__name__} {error}".strip())
     base = management_url or default_management_url(broker_url)
     note = None if may_send_credentials(base, allow_http=allow_http) else (
@@ -119,7 +123,7 @@ def broker_reachable(broker_url: str) -> str | None:
         return None
     try:
         _connect(broker_url).close()
-    except (AMQPError, OSError) as error:
+    except UNREACHABLE as error:
         return f"{type(error).__name__} {error}".strip()
     return None
 
