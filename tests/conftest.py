@@ -15,8 +15,10 @@ The apps:
   publishes to the real RabbitMQ; ``spawn_worker`` starts real ``dramatiq``
   worker processes for it, with ``env``.
 
-Each test session gets its own PostgreSQL databases and RabbitMQ virtual host,
-so several runs on one machine never see each other's rows or messages.
+Each test gets databases of its own, copied from templates migrated once per
+test process (:mod:`tests.support.databases`), and each test process (pytest
+runs three, ``-n 3`` in ``setup.cfg``) a RabbitMQ virtual host of its own, so
+parallel tests and runs never see each other's rows or messages.
 """
 
 from __future__ import annotations

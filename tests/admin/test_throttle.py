@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ import requests
 
 from tests.support.apps import settings_of, with_env
 from tests.support.panel import PASSWORD, TOKEN, client_for, csrf_token, make_user
-from tests.support.services import wait_for
+from tests.support.services import free_port, wait_for
 from wch.admin.auth import THROTTLE
 from wch.db import db
 
@@ -97,12 +96,6 @@ def test_password_checks_are_bounded_and_a_busy_log_in_says_when_to_try_again(ap
     assert attempt(client, "ana@example.com", PASSWORD).status_code == 302
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _login(base: str, email: str, password: str = "wrong password") -> int:
     with requests.Session() as browser:
         token = TOKEN.search(browser.get(f"{base}/login", timeout=10).text).group(1)
@@ -120,7 +113,7 @@ def test_a_burst_into_gunicorn_workers_is_throttled_as_one(app, tmp_path):
     env = {"WCH_DATABASE_URL": settings.database_url, "WCH_BROKER_URL": "stub://", "WCH_SECRET_KEY": "test-secret-key",
            "WCH_LOGIN_LIMIT_PER_ACCOUNT": "5 per hour", "WCH_LOGIN_LIMIT_PER_ADDRESS": "1000 per minute",
            "WCH_RATELIMIT_STORAGE_URL": REDIS_URL}
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     web = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-k", "gthread", "-w", "3", "--threads",
                             "4", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wch:create_app()"],
