@@ -98,6 +98,9 @@ def stub_worker_for(app: Flask, broker: dramatiq.Broker, *, threads: int = 2) ->
             db.session.rollback()  # SQLite: let the worker's last writes through
         worker.stop()
         app_context.app = None
+        # Dramatiq's Worker adds a middleware of its own to the broker and leaves it there; the StubBroker
+        # outlives the test, and each stopped worker's middleware would stay on it for the session.
+        broker.middleware[:] = [m for m in broker.middleware if getattr(m, "worker", None) is not worker]
 
 
 def run_jobs(broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:

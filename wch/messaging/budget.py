@@ -28,8 +28,11 @@ from sqlalchemy.exc import IntegrityError
 
 from wch.db import db, read_only, transaction
 from wch.models import SendRate
+from wch.whatsapp import RetryLater
 
 MICROS = 1_000_000
+# Meta's error for a number that sends too fast as a whole.
+THROUGHPUT_EXCEEDED = 130429
 # Slots are this much wider than 1/rate: a window of one second then holds at most
 # rate sends as long as each leaves within SPACING_ALLOWANCE seconds of its slot.
 SPACING_ALLOWANCE = 0.035
@@ -113,7 +116,7 @@ class SendBudget:
 
         Runs its own transaction.
         """
-        _held_until[self.sender] = max(_held_until.get(self.sender, 0.0), time.time() + seconds)
+        self.hold_here(seconds)
         until = int((time.time() + seconds) * MICROS)
         with read_only():
             exists = db.session.scalar(select(SendRate.sender).where(SendRate.sender == self.sender)) is not None
@@ -122,6 +125,10 @@ class SendBudget:
         with transaction():
             db.session.execute(update(SendRate).where(SendRate.sender == self.sender, SendRate.next_slot_us < until)
                                .values(next_slot_us=until))
+
+    def hold_here(self, seconds: float) -> None:
+        """Keep this process's sends off the number for ``seconds`` from now; no database involved."""
+        _held_until[self.sender] = max(_held_until.get(self.sender, 0.0), time.time() + seconds)
 
     def on_time(self, slot: float) -> bool:
         """Whether a send for ``slot`` may still leave now: not later than the tolerance, nor inside a hold."""
@@ -157,10 +164,20 @@ class SlotMissed(Exception):
 
 
 def send_in_slot(budget: SendBudget, slot: float, call: Callable[[], str]) -> str:
-    """Make ``call`` if ``slot`` has not passed, else raise :class:`SlotMissed` (checked as late as possible)."""
+    """Make ``call`` if ``slot`` has not passed, else raise :class:`SlotMissed` (checked as late as possible).
+
+    When Meta answers that the number sends too fast, the thread that heard it holds this process's
+    other sends back at once; the batch records the hold for every process when it reads the answer,
+    which may be after the next slot.
+    """
     if time.time() - slot > LAST_MOMENT or slot < _held_until.get(budget.sender, 0.0):
         raise SlotMissed(f"missed its send slot by {time.time() - slot:.3f}s")
-    return call()
+    try:
+        return call()
+    except RetryLater as error:
+        if error.code == THROUGHPUT_EXCEEDED:
+            budget.hold_here(error.retry_after or 1.0)
+        raise
 
 
 class Slots:

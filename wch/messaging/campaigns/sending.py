@@ -32,7 +32,7 @@ from sqlalchemy import func, or_, select, update
 from wch.config import Settings
 from wch.db import db, read_only, transaction, utcnow
 from wch.messaging import limits
-from wch.messaging.budget import SendBudget, SlotMissed, Slots, send_in_slot
+from wch.messaging.budget import THROUGHPUT_EXCEEDED, SendBudget, SlotMissed, Slots, send_in_slot
 from wch.messaging.campaigns.lifecycle import dispatch_batch, pause_for_error, start_if_due
 from wch.messaging.campaigns.message import CampaignMessage, Target
 from wch.messaging.campaigns.recipients import move_recipients, retry_at
@@ -47,7 +47,6 @@ _S = RecipientStatus
 # A recipient is marked sending this long before its slot, so its send leaves on time.
 PREPARE_AHEAD = 0.05
 WAITING_FOR_LIMIT = "waiting for WhatsApp's messaging limit"
-THROUGHPUT_EXCEEDED = 130429
 PAIR_RATE_LIMIT = 131056
 # Meta lets a business message the same customer about once every few seconds.
 PAIR_RATE_PAUSE = 6.0
