@@ -79,7 +79,7 @@ def run(*, quick: bool) -> None:
         "done": "fraction of accepted webhooks whose job succeeded (product: items_batch call; order: message "
                 f"sent) after draining up to {DRAIN_SECONDS} s",
         "machine_shared": "2 cores shared by gunicorn, the worker, the load generator, the fake Graph API, "
-                          "PostgreSQL and RabbitMQ (and other engineers' test runs): figures are noisy",
+                          "PostgreSQL and RabbitMQ",
     })
 
 
