@@ -286,6 +286,11 @@ class _Handler(QuietHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            # The client went away in the middle of its request (a worker killed while sending): an
+            # incomplete request is no request to Meta, so nothing is recorded and nothing is sent.
+            self.close_connection = True
+            return
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
