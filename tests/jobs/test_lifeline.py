@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from tests.support.apps import on_both_databases, run_jobs
+from tests.support.apps import on_both_databases, run_jobs, stub_worker_for
 from wch.db import db, utcnow
 from wch.jobs import dispatcher, lifeline
 from wch.jobs.policy import RepeatPolicy
@@ -28,6 +28,12 @@ def rescue(**options):
 def lose_messages(broker) -> None:
     """RabbitMQ loses every message it holds (the stub's queues are emptied)."""
     broker.flush_all()
+
+
+def run_after_the_loss(app, broker) -> None:
+    """Start a worker only now, so that none takes a message before the test has lost it; run the jobs."""
+    with stub_worker_for(app, broker) as worker:
+        run_jobs(broker, worker)
 
 
 def age(job_id: str, **values) -> None:
@@ -59,7 +65,7 @@ def job(job_id: str) -> Job:
 
 
 @on_both_databases
-def test_job_published_long_ago_and_never_claimed_is_published_again_and_runs_once(app, broker, stub_worker, tmp_path):
+def test_job_published_long_ago_and_never_claimed_is_published_again_and_runs_once(app, broker, tmp_path):
     marker = tmp_path / "runs"
     lost = dispatcher.dispatch("echo", {"marker": str(marker)})
     later = dispatcher.dispatch("echo", {"value": "not due yet"}, delay=3600)
@@ -69,7 +75,7 @@ def test_job_published_long_ago_and_never_claimed_is_published_again_and_runs_on
     age(later.id, published_at=11)  # published long ago, but not due: RabbitMQ may well still hold it
 
     assert rescue().to_dict() == {"republished": 1, "retried": 0, "failed": 0}
-    run_jobs(broker, stub_worker)
+    run_after_the_loss(app, broker)
     assert job(lost.id).status == "succeeded" and marker.read_text().splitlines() == ["ran"]
     assert job(later.id).status == "queued"
     assert rescue().republished == 0, "republished just now, and ran"
@@ -88,7 +94,7 @@ def test_job_waiting_for_a_running_job_with_its_key_is_left_waiting(app, broker)
 
 @on_both_databases
 def test_running_job_of_a_silent_worker_is_retried_if_safe_to_repeat_and_failed_otherwise(
-    app, broker, stub_worker, tmp_path
+    app, broker, tmp_path
 ):
     safe = dispatcher.dispatch("safe_echo", {"value": "again", "marker": str(tmp_path / "safe")})
     unsafe = dispatcher.dispatch("echo", {"value": "once", "marker": str(tmp_path / "unsafe")})
@@ -101,7 +107,7 @@ def test_running_job_of_a_silent_worker_is_retried_if_safe_to_repeat_and_failed_
     db.session.commit()
 
     assert rescue().to_dict() == {"republished": 0, "retried": 1, "failed": 1}
-    run_jobs(broker, stub_worker)
+    run_after_the_loss(app, broker)
 
     retried = job(safe.id)
     assert (retried.status, retried.attempts, retried.result) == ("succeeded", 2, "again")
@@ -139,7 +145,7 @@ def test_interrupted_job_with_no_retry_left_fails(app, broker):
 
 
 @on_both_databases
-def test_unique_dispatch_of_a_lost_jobs_key_publishes_it_again(app, broker, stub_worker, tmp_path):
+def test_unique_dispatch_of_a_lost_jobs_key_publishes_it_again(app, broker, tmp_path):
     marker = tmp_path / "runs"
     first = dispatcher.dispatch("echo", {"marker": str(marker)}, unique="cart:3")
     db.session.commit()
@@ -149,12 +155,12 @@ def test_unique_dispatch_of_a_lost_jobs_key_publishes_it_again(app, broker, stub
     again = dispatcher.dispatch("echo", {"marker": str(marker)}, unique="cart:3")
     db.session.commit()
     assert again.id == first.id
-    run_jobs(broker, stub_worker)
+    run_after_the_loss(app, broker)
     assert job(first.id).status == "succeeded" and marker.read_text().splitlines() == ["ran"]
 
 
 def test_staff_fail_a_running_job_whose_worker_is_gone_and_the_job_waiting_for_its_key_runs(
-    app, broker, stub_worker, tmp_path
+    app, broker, tmp_path
 ):
     stuck = dispatcher.dispatch("echo", {"value": 1}, unique="product:9")
     db.session.commit()
@@ -165,7 +171,7 @@ def test_staff_fail_a_running_job_whose_worker_is_gone_and_the_job_waiting_for_i
 
     dispatcher.end_stuck(stuck.id)
     db.session.commit()
-    run_jobs(broker, stub_worker)
+    run_after_the_loss(app, broker)
 
     assert job(stuck.id).status == "failed"
     assert job(stuck.id).last_error == "interrupted; ended by staff because its worker gone-host:4 is gone"

@@ -12,15 +12,12 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-
 from tests.support.apps import close, make_app, settings_for
-from tests.support.services import POSTGRES_ADMIN_URL, create_postgres_database, drop_postgres_database
+from tests.support.services import create_postgres_database, drop_postgres_database, postgres_database
 
 
 class Templates:
@@ -28,7 +25,7 @@ class Templates:
 
     def __init__(self) -> None:
         self._folder: Path | None = None
-        self._postgres: str | None = None  # the template database's name
+        self._postgres: str | None = None  # the template database's URL
 
     def sqlite_copy(self, path: Path) -> str:
         """A migrated SQLite database at ``path``; its URL."""
@@ -48,21 +45,15 @@ class Templates:
         if self._postgres is None:
             url = create_postgres_database()
             _migrate(url)
-            self._postgres = url.rsplit("/", 1)[1]
-        name = f"wch_test_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._postgres}"')
-        url = f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-        try:
+            self._postgres = url
+        with postgres_database(template=self._postgres) as url:
             yield url
-        finally:
-            drop_postgres_database(url)
 
     def remove(self) -> None:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
         if self._postgres is not None:
-            drop_postgres_database(f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{self._postgres}")
+            drop_postgres_database(self._postgres)
 
 
 def _migrate(url: str) -> None:

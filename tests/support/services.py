@@ -51,10 +51,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def create_postgres_database() -> str:
+def create_postgres_database(*, template: str | None = None) -> str:
+    """A new database's URL: empty, or a copy of the database at ``template`` (a URL no one is connected to)."""
     name = f"wch_test_{uuid.uuid4().hex[:10]}"
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"{copy}')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     return f"{base}/{name}"
 
@@ -66,9 +68,9 @@ def drop_postgres_database(url: str) -> None:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for the block; dropped afterwards."""
-    url = create_postgres_database()
+def postgres_database(*, template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for the block (empty, or a copy of ``template``); dropped afterwards."""
+    url = create_postgres_database(template=template)
     try:
         yield url
     finally:
