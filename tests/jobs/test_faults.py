@@ -9,7 +9,7 @@
   for connections already open; a lock is SQLite's outage).
 - A worker is SIGKILLed with jobs in hand.
 - A job's message is deleted from RabbitMQ.
-- A job is dispatched with the dedupe key of a running job.
+- A job is dispatched with the dedupe key of a running job (and once that job has released its key).
 
 Workers retry on ``WCH_RETRY_DELAYS=1,2,3`` with ``WCH_MAX_BROKER_DELAY=2``:
 production's 60/300/900 s against a 600 s cap, scaled down.
@@ -30,7 +30,7 @@ from tests.support.proxy import FaultProxy
 from tests.support.services import purge_queues, wait_for
 from wch import runtime
 from wch.db import db
-from wch.jobs import lifeline
+from wch.jobs import lifeline, release_key
 from wch.monitoring.queue_depths import broker_depths
 
 pytestmark = pytest.mark.rabbitmq
@@ -233,3 +233,19 @@ def test_job_dispatched_with_the_key_of_a_running_job_runs_after_it_never_beside
     spans = {label: (float(start), float(end)) for label, start, end in map(str.split, ran(marker))}
     assert list(spans) == ["first", "second"]
     assert spans["first"][1] <= spans["second"][0], f"the two syncs overlapped: {spans}"
+
+
+def test_a_running_job_that_releases_its_key_lets_the_next_one_run_beside_it(rabbit_app, spawn_worker, tmp_path):
+    spawn_worker()
+    marker = tmp_path / "spans"
+    first = dispatch("span", {"seconds": 1.5, "marker": str(marker), "label": "first"}, unique="campaign:7")
+    wait_for(lambda: fresh(first).status == "running", what="the first batch to start")
+    # As a campaign batch hands over to the next one: in the transaction that dispatches it.
+    release_key(first)
+    second = dispatch("span", {"seconds": 0.5, "marker": str(marker), "label": "second"}, unique="campaign:7")
+
+    wait_status(first, "succeeded")
+    wait_status(second, "succeeded")
+    spans = {label: (float(start), float(end)) for label, start, end in map(str.split, ran(marker))}
+    assert spans["second"][0] < spans["first"][1], f"the second waited for the first: {spans}"
+    assert (fresh(first).dedupe_key, fresh(second).dedupe_key) == (None, "span:campaign:7")

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from tests.support.apps import run_jobs, with_env
 from tests.support.services import wait_for
-from tests.support.whatsapp import add_contacts, max_in_any_second, phone
+from tests.support.whatsapp import SENDER, add_contacts, max_in_any_second, phone
 from tests.support.whatsapp import start_campaign as start
 from wch.db import db, transaction, utcnow
-from wch.messaging import campaigns, contacts
+from wch.messaging import campaigns, contacts, standing
 from wch.messaging.campaigns import SEND_CAMPAIGN_BATCH, sending, sweep
 from wch.models import Campaign, Job, Recipient
 
@@ -236,10 +236,36 @@ def test_scheduled_campaign_is_started_by_the_sweep_when_due(app, broker, stub_w
 
     campaigns.get_campaign(campaign.id).start_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
-    swept = sweep.sweep(stale_after=STALE)
+    swept = sweep.sweep(stale_after=STALE, sender=SENDER)
     assert (swept["started"], swept["restarted"]) == (1, 0)  # its first batch is queued: nothing to restart
     run_jobs(broker, stub_worker)
     assert counters(campaign.id)["status"] == "completed" and len(fake_graph.messages()) == 3
+
+
+def test_a_scheduled_campaign_due_while_meta_has_the_number_flagged_waits_paused_for_staff(app, broker, stub_worker,
+                                                                                          fake_graph):
+    add_contacts(3)
+    soon, later = (campaigns.create_campaign(name=name, template_name="t", all_contacts=True).campaign.id
+                   for name in ("soon", "later"))
+    start(soon, at=utcnow() + timedelta(seconds=0.5))  # begun by its own delayed batch
+    start(later, at=utcnow() + timedelta(hours=2))  # begun by the sweep
+    with transaction():
+        standing.apply_quality_update(SENDER, {"event": "FLAGGED", "current_limit": "TIER_1K"})
+    run_jobs(broker, stub_worker)
+    campaigns.get_campaign(later).start_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert sweep.sweep(stale_after=STALE, sender=SENDER)["started"] == 1
+    run_jobs(broker, stub_worker)
+
+    assert fake_graph.messages() == []
+    for campaign_id in (soon, later):
+        info = counters(campaign_id)
+        assert (info["status"], info["pending"]) == ("paused", 3)
+        assert info["status_reason"].startswith("paused at its scheduled start: Meta reported flagged on the number")
+    with transaction():
+        campaigns.resume_campaign(soon)  # staff have looked into it
+    run_jobs(broker, stub_worker)
+    assert counters(soon)["status"] == "completed" and len(fake_graph.messages()) == 3
 
 
 def test_a_start_within_the_broker_delay_begins_on_time_without_the_sweep(app, broker, stub_worker, fake_graph):
@@ -272,14 +298,14 @@ def test_the_sweep_restarts_a_campaign_whose_batch_job_failed_for_good(app, brok
     assert db.session.scalars(batch_jobs).all() == ["failed"]
     assert counters(campaign.id)["status"] == "sending" and fake_graph.messages() == []
 
-    assert sweep.sweep(stale_after=STALE)["restarted"] == 1
-    assert sweep.sweep(stale_after=STALE)["restarted"] == 0  # its new batch is queued
+    assert sweep.sweep(stale_after=STALE, sender=SENDER)["restarted"] == 1
+    assert sweep.sweep(stale_after=STALE, sender=SENDER)["restarted"] == 0  # its new batch is queued
     assert len(db.session.scalars(batch_jobs).all()) == 2  # one restart, however often the sweep runs
     run_jobs(broker, stub_worker)
     info = counters(campaign.id)
     assert (info["status"], info["sent"]) == ("completed", 5)
     assert sorted(r.recipient for r in fake_graph.messages()) == sorted(map(phone, range(5)))
-    assert sweep.sweep(stale_after=STALE)["restarted"] == 0
+    assert sweep.sweep(stale_after=STALE, sender=SENDER)["restarted"] == 0
 
 
 def test_sweep_releases_untried_claims_and_flags_stale_in_flight_ones(app):
@@ -292,7 +318,7 @@ def test_sweep_releases_untried_claims_and_flags_stale_in_flight_ones(app):
     fresh.claim, fresh.claimed_at = "live-job", utcnow()
     db.session.commit()
 
-    assert sweep.sweep(stale_after=STALE) == {"released": 1, "flagged": 1, "started": 0, "restarted": 0}
+    assert sweep.sweep(stale_after=STALE, sender=SENDER) == {"released": 1, "flagged": 1, "started": 0, "restarted": 0}
     db.session.expire_all()
     assert untried.claim is None and untried.status == "pending"
     assert in_flight.status == "sending" and in_flight.attention_at is not None

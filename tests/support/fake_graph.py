@@ -12,7 +12,7 @@ It speaks the shapes wch uses:
   ``quality_rating`` and ``whatsapp_business_manager_messaging_limit`` (set
   ``quality_rating`` and ``messaging_limit``).
 
-Every request is recorded (time, method, path, query, headers, parsed JSON),
+Every request is recorded (its arrival time as the kernel stamped it, method, path, query, headers, parsed JSON),
 thread-safely. Tell it how to misbehave with :meth:`FakeGraph.fail`,
 :meth:`FakeGraph.rate_limit`, :meth:`FakeGraph.timeout` and
 :meth:`FakeGraph.slow`, for the next N requests or for one recipient; and how
@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -40,6 +41,8 @@ from tests.support.local_server import LocalServer, QuietHandler
 from tests.support.services import wait_for
 
 VERSION = "v24.0"
+# Linux's socket option for nanosecond arrival stamps (Python's socket module does not name it).
+SO_TIMESTAMPNS = 35
 # Default HTTP status Meta uses with an error code.
 _STATUS_OF_CODE = {130429: 429, 1: 500, 2: 503, 190: 401, 10: 403, 200: 403}
 
@@ -274,6 +277,17 @@ class FakeGraph(LocalServer):
 
 class _Handler(QuietHandler):
     graph: FakeGraph
+    arrived: float = 0.0
+
+    def setup(self) -> None:
+        super().setup()
+        # The kernel stamps each packet as it arrives: a request's time is when it reached "Meta",
+        # not when this busy test process got round to reading it.
+        self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def handle_one_request(self) -> None:
+        self.arrived = _arrival(self.connection)
+        super().handle_one_request()
 
     def do_GET(self) -> None:  # noqa: N802
         self._handle()
@@ -304,7 +318,7 @@ class _Handler(QuietHandler):
             kind = {("POST", "messages"): "messages", ("POST", "items_batch"): "items_batch",
                     ("GET", "check_batch_request_status"): "batch_status"}.get((self.command, segments[2]), "unknown")
         record = Recorded(
-            time=time.time(),
+            time=self.arrived,
             method=self.command,
             path=parts.path,
             query={k: v[-1] for k, v in parse_qs(parts.query).items()},
@@ -359,6 +373,19 @@ class _Handler(QuietHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+def _arrival(connection: socket.socket) -> float:
+    """When the next request's first bytes reached ``connection`` (waits for them); now, if the kernel cannot say."""
+    try:
+        _, ancillary, _, _ = connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+    except OSError:
+        return time.time()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = struct.unpack("qq", data)
+            return seconds + nanoseconds / 1e9
+    return time.time()
 
 
 def _error(code: int, message: str, type_: str = "OAuthException", *, subcode: int | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ webhook statuses only move recipients forward; the sweep is idempotent.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
@@ -27,12 +27,13 @@ TRIGGER_BROADCAST_SWEEP = JobType("trigger_broadcast_sweep", queue="broadcast")
 
 
 @job_actor(SEND_CAMPAIGN_BATCH, time_limit=10 * 60 * 1000, safe_to_repeat=True)
-def send_campaign_batch(campaign_id: int) -> dict[str, Any]:
-    """Send the next batch of a campaign; it dispatches the batch after it, an interval later."""
+def send_campaign_batch(campaign_id: int, not_before: str | None = None) -> dict[str, Any]:
+    """Send the next batch of a campaign, not before ``not_before`` (ISO 8601); it dispatches the batch after it."""
     settings = runtime.settings()
     message = CurrentMessage.get_current_message()
+    begins = datetime.fromisoformat(not_before).timestamp() if not_before else None
     outcome = sending.run_batch(campaign_id, claim=message.message_id, client=client(),
-                                settings=settings)
+                                settings=settings, not_before=begins)
     return outcome.to_dict()
 
 
@@ -55,8 +56,9 @@ def trigger_broadcast_sweep() -> str | None:
 def sweep_broadcasts() -> dict[str, int]:
     """Start due scheduled campaigns and restart broken batch chains; release or flag recipients of dead batches;
     flag order and reminder messages a dead worker left sending."""
-    stale_after = timedelta(seconds=runtime.settings().broadcast_stale_claim)
-    result = sweep.sweep(stale_after=stale_after)
+    settings = runtime.settings()
+    stale_after = timedelta(seconds=settings.broadcast_stale_claim)
+    result = sweep.sweep(stale_after=stale_after, sender=settings.whatsapp_phone_number_id or DEFAULT_SENDER)
     with transaction():
         result["messages_flagged"] = messages.flag_left_sending(older_than=stale_after)
     return result

@@ -181,6 +181,17 @@ def _republish_if_lost(job: Job, now: datetime) -> None:
     outbox.publish_after_commit(outbox.copies_of(connection, [job]))
 
 
+def release_key(job_id: str) -> None:
+    """Let a running job's dedupe key go before the job ends, so the next job with that key may start at once.
+
+    For a job that dispatches its own successor and may overlap with it (a
+    campaign's batches); call it in the transaction that dispatches the
+    successor. The running job's row keeps no dedupe key afterwards.
+    """
+    db.session.execute(update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING.value)
+                       .values(dedupe_key=None))
+
+
 def cancel(job_id: str) -> Job:
     """Cancel a queued or retrying job; a worker that receives it skips it.
 

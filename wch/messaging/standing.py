@@ -3,7 +3,8 @@
 Meta tells us through the ``phone_number_quality_update`` and
 ``account_update`` webhooks, and the Graph API when asked. A number Meta
 flags for its quality, downgrades, or whose account it restricts, pauses
-every running campaign: staff resume them when they have looked into it.
+every running campaign, and a scheduled one whose time comes meanwhile
+starts paused: staff resume them when they have looked into it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ def current(sender: str, *, configured: int | None, now: datetime | None = None)
         last_event_detail=row.last_event_detail if row else None,
         used=customers_messaged(now=now),
     )
+
+
+def start_hold(sender: str) -> str | None:
+    """Why a scheduled campaign must not begin sending on its own now (Meta has flagged the number), or None."""
+    row = db.session.get(PhoneNumber, sender)
+    if row is None or row.flagged_at is None:
+        return None
+    return (f"paused at its scheduled start: Meta reported {(row.last_event or 'flagged').lower().replace('_', ' ')} "
+            "on the number; resume it once you have looked into it")
 
 
 def record_display_number(sender: str, display: str | None) -> None:

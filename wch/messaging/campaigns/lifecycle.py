@@ -149,19 +149,25 @@ def start_campaign(campaign_id: int, *, at: datetime | None = None, max_broker_d
     return campaign
 
 
-def start_if_due(campaign_id: int) -> bool:
+def start_if_due(campaign_id: int, *, hold: str | None = None) -> bool:
     """Move a scheduled campaign whose time has come to sending; True if this call moved it.
 
-    Its delayed batch job calls this: a start within the broker's delay limit
-    then begins on time instead of at the next sweep. The caller commits.
+    With ``hold`` (why it must not begin on its own: Meta has flagged the
+    number), it moves to paused with that reason instead, for staff to
+    resume. Its delayed batch job calls this: a start within the broker's
+    delay limit then begins on time instead of at the next sweep. The caller commits.
     """
     now = utcnow()
+    if hold is None:
+        values = {"status": CampaignStatus.SENDING.value, "status_reason": None,
+                  "started_at": func.coalesce(Campaign.started_at, now)}
+    else:
+        values = {"status": CampaignStatus.PAUSED.value, "status_reason": hold}
     started = db.session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SCHEDULED.value,
                Campaign.start_at <= now)
-        .values(status=CampaignStatus.SENDING.value, status_reason=None,
-                started_at=func.coalesce(Campaign.started_at, now))
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
     return started == 1
@@ -255,10 +261,16 @@ def _change_status(campaign_id: int, sources, target: CampaignStatus, **values: 
     return changed == 1
 
 
-def dispatch_batch(campaign_id: int, *, delay: float | None = None) -> None:
-    """Dispatch the campaign's next batch job; the caller commits."""
+def dispatch_batch(campaign_id: int, *, delay: float | None = None, not_before: datetime | None = None) -> None:
+    """Dispatch the campaign's next batch job; the caller commits.
+
+    ``not_before``: the batch may start earlier (to claim its recipients) but sends nothing before then.
+    """
+    args: dict[str, Any] = {"campaign_id": campaign_id}
+    if not_before is not None:
+        args["not_before"] = not_before.isoformat(timespec="milliseconds")
     # One pending batch job per campaign: starting twice does not double its sending.
-    dispatch(SEND_CAMPAIGN_BATCH, {"campaign_id": campaign_id}, delay=delay or None, unique=batch_key(campaign_id))
+    dispatch(SEND_CAMPAIGN_BATCH, args, delay=delay or None, unique=batch_key(campaign_id))
 
 
 def batch_key(campaign_id: int) -> str:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -31,7 +31,8 @@ from sqlalchemy import func, or_, select, update
 
 from wch.config import Settings
 from wch.db import db, read_only, transaction, utcnow
-from wch.messaging import limits
+from wch.jobs import release_key
+from wch.messaging import limits, standing
 from wch.messaging.budget import THROUGHPUT_EXCEEDED, SendBudget, SlotMissed, Slots, send_in_slot
 from wch.messaging.campaigns.lifecycle import dispatch_batch, pause_for_error, start_if_due
 from wch.messaging.campaigns.message import CampaignMessage, Target
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 _S = RecipientStatus
 # A recipient is marked sending this long before its slot, so its send leaves on time.
 PREPARE_AHEAD = 0.05
+# A batch dispatches the next one this long before the next may begin sending: time enough,
+# on a busy machine, for its job to reach a worker and claim its recipients.
+SUCCESSOR_LEAD = 0.5
 WAITING_FOR_LIMIT = "waiting for WhatsApp's messaging limit"
 PAIR_RATE_LIMIT = 131056
 # Meta lets a business message the same customer about once every few seconds.
@@ -82,45 +86,47 @@ def _send_pool(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings: Settings) -> BatchOutcome:
+def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings: Settings,
+              not_before: float | None = None) -> BatchOutcome:
     """Send the next batch of ``campaign_id`` and dispatch the one after it; ``claim`` is the batch job's id.
 
-    The next batch is dispatched ``WCH_BROADCAST_BATCH_INTERVAL`` after this
-    one started, or when its last request has left if that is later, so the
-    next batch's start-up and the answers still on their way do not slow the
-    campaign (two batches may overlap for that moment); when nothing more is
-    due, what comes next is decided after the last answer. Runs its own transactions.
+    The batch claims its recipients at once but sends nothing before
+    ``not_before`` (a Unix time). It dispatches the next batch
+    :data:`SUCCESSOR_LEAD` before ``WCH_BROADCAST_BATCH_INTERVAL`` has passed
+    since it began sending, to begin sending when the interval has passed,
+    and hands it its dedupe key: the next batch claims its recipients while
+    this one sends its last, so the number's send budget (which paces both)
+    sees no gap between them. When nothing more is due, what comes next is
+    decided after the last answer. Runs its own transactions.
     """
-    started = time.monotonic()
     outcome = BatchOutcome()
     with transaction():
         _settle_previous_run(claim, outcome)
         # A start scheduled within the broker's delay limit: this delayed batch begins it.
-        start_if_due(campaign_id)
+        start_if_due(campaign_id, hold=standing.start_hold(client.sender))
         status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     if status != CampaignStatus.SENDING.value:
         outcome.finished = True
         return outcome
 
+    begins = max(time.time(), not_before or 0.0)
+    next_begins = begins + settings.broadcast_batch_interval
     tried_early = False
 
     def dispatch_next_if_due(*, last: bool) -> None:
-        # Once the interval has passed (or the last request has left), the next batch may
-        # start: dispatching it now overlaps its start-up with our last sends. The number's
-        # send budget still paces both.
         nonlocal tried_early
-        elapsed = time.monotonic() - started
-        too_soon = tried_early or elapsed < settings.broadcast_batch_interval
-        if outcome.next_delay is not None or (not last and too_soon):
+        if tried_early or outcome.next_delay is not None or (not last and time.time() < next_begins - SUCCESSOR_LEAD):
             return
         tried_early = True
         if not _stopped(campaign_id) and _due_now(campaign_id):
-            _dispatch_next(campaign_id, outcome, max(settings.broadcast_batch_interval - elapsed, 0))
+            _dispatch_next(campaign_id, outcome, max(next_begins - SUCCESSOR_LEAD - time.time(), 0),
+                           not_before=next_begins, handing_over=claim)
 
     try:
         batch = _claim(campaign_id, claim, settings.broadcast_batch_size, outcome,
                        sender=client.sender, messaging_limit=settings.messaging_limit)
         if batch:
+            _sleep_until(begins)
             _send(campaign_id, batch, claim, client, settings, outcome, dispatch_next=dispatch_next_if_due)
     finally:
         with transaction():
@@ -130,16 +136,26 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
         wait_seconds = max(outcome.waiting_for_limit, settings.broadcast_batch_interval)
         _dispatch_next(campaign_id, outcome, min(wait_seconds, float(settings.max_broker_delay)))
     elif outcome.next_delay is None:
-        delay = _next_delay(campaign_id, settings, elapsed=time.monotonic() - started, outcome=outcome)
+        delay = _next_delay(campaign_id, settings, elapsed=time.time() - begins, outcome=outcome)
         if delay is not None:
             _dispatch_next(campaign_id, outcome, delay)
     return outcome
 
 
-def _dispatch_next(campaign_id: int, outcome: BatchOutcome, delay: float) -> None:
+def _dispatch_next(campaign_id: int, outcome: BatchOutcome, delay: float, *, not_before: float | None = None,
+                   handing_over: str | None = None) -> None:
+    """Dispatch the campaign's next batch; ``handing_over``: this batch's job id, whose dedupe key it may take."""
     with transaction():
-        dispatch_batch(campaign_id, delay=delay)
+        if handing_over is not None:
+            release_key(handing_over)
+        dispatch_batch(campaign_id, delay=delay,
+                       not_before=None if not_before is None else datetime.fromtimestamp(not_before, UTC))
     outcome.next_delay = delay
+
+
+def _sleep_until(moment: float) -> None:
+    if (remaining := moment - time.time()) > 0:
+        time.sleep(remaining)
 
 
 def _due_now(campaign_id: int) -> bool:

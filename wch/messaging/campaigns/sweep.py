@@ -9,13 +9,8 @@ from sqlalchemy import and_, literal_column, or_, select, update
 from wch.db import db, transaction, utcnow
 from wch.jobs import JobType, dispatch
 from wch.jobs.dispatcher import dedupe_key_of
-from wch.messaging.campaigns.lifecycle import (
-    SEND_CAMPAIGN_BATCH,
-    batch_key,
-    begin_sending,
-    dispatch_batch,
-    get_campaign,
-)
+from wch.messaging import standing
+from wch.messaging.campaigns.lifecycle import SEND_CAMPAIGN_BATCH, batch_key, dispatch_batch, start_if_due
 from wch.messaging.messages import LEFT_SENDING
 from wch.models import Campaign, CampaignStatus, Job, JobStatus, Recipient, RecipientStatus
 from wch.models.jobs import PENDING
@@ -30,14 +25,15 @@ def sweep_later() -> Job:
     return dispatch(SWEEP_BROADCASTS, unique=True)
 
 
-def sweep(*, stale_after: timedelta) -> dict[str, int]:
+def sweep(*, stale_after: timedelta, sender: str) -> dict[str, int]:
     """Safety net for batches that died and were not redelivered, and the start of scheduled campaigns.
 
     Untried recipients claimed longer than ``stale_after`` ago (still pending)
     are released to be sent; recipients in flight that long are marked for
     attention, never resent. Due scheduled campaigns start, and sending ones
     whose batch chain broke (its last job failed for good, or has run longer
-    than ``stale_after``) get a new batch. Runs its own transactions.
+    than ``stale_after``) get a new batch; ``sender`` is the number they send
+    from. Runs its own transactions.
     """
     cutoff = utcnow() - stale_after
     with transaction():
@@ -53,14 +49,17 @@ def sweep(*, stale_after: timedelta) -> dict[str, int]:
                    Recipient.claimed_at < cutoff)
             .values(attention_at=utcnow(), error=LEFT_SENDING)
         ).rowcount
-    started = start_due_campaigns()
+    started = start_due_campaigns(sender=sender)
     with transaction():
         restarted = restart_stalled_campaigns(running_since=cutoff)
     return {"released": released, "flagged": flagged, "started": len(started), "restarted": len(restarted)}
 
 
-def start_due_campaigns() -> list[int]:
-    """Start scheduled campaigns whose time has come. Runs its own transactions, one per campaign."""
+def start_due_campaigns(*, sender: str) -> list[int]:
+    """Start scheduled campaigns whose time has come; paused instead while Meta has ``sender`` flagged.
+
+    Runs its own transactions, one per campaign.
+    """
     now = utcnow()
     with transaction():
         due = db.session.scalars(
@@ -68,9 +67,9 @@ def start_due_campaigns() -> list[int]:
         ).all()
     for campaign_id in due:
         with transaction():
-            campaign = get_campaign(campaign_id, lock=True)
-            if campaign.status == CampaignStatus.SCHEDULED.value:
-                begin_sending(campaign, now)
+            hold = standing.start_hold(sender)
+            if start_if_due(campaign_id, hold=hold) and hold is None:
+                dispatch_batch(campaign_id)
     return list(due)
 
 
