@@ -109,7 +109,10 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
         outcome.finished = True
         return outcome
 
-    begins = max(time.time(), not_before or 0.0)
+    now = time.time()
+    # Set by the batch before, perhaps on another machine: a clock behind that one's never holds this one
+    # back longer than the interval.
+    begins = min(max(now, not_before or 0.0), now + settings.broadcast_batch_interval)
     next_begins = begins + settings.broadcast_batch_interval
     tried_early = False
 
