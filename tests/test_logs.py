@@ -119,6 +119,15 @@ def running(argv: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -
             process.wait(timeout=30)
 
 
+def test_wch_worker_logs_nothing_but_json(json_env, tmp_path):
+    log = tmp_path / "worker.log"
+    with running([str(BIN / "wch"), "worker", "--processes", "1", "--threads", "1"], json_env, log):
+        wait_for(lambda: [e for e in json_lines(log.read_text()) if "ready for action" in e["message"]],
+                 what="the worker's JSON 'ready' line")
+    lines = [line for line in log.read_text().splitlines() if line]
+    assert all(line.startswith("{") for line in lines), lines  # Dramatiq's main process too
+
+
 def test_the_scheduler_logs_json(json_env, tmp_path):
     log = tmp_path / "scheduler.log"
     with running([str(BIN / "periodiq"), "wch.actors"], json_env, log):

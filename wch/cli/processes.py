@@ -1,11 +1,11 @@
 """``wch web``, ``wch worker``, ``wch scheduler``: gunicorn, ``dramatiq wch.actors``, ``periodiq wch.actors``.
 
 Dramatiq's main process reads wch's settings only in the worker processes it
-forks, so a bad setting shows up between Dramatiq's own start and shutdown
-lines; gunicorn logs its start in its own format before it loads the app.
-These commands check the settings (one line and status 2 when one is wrong),
-then become the program itself with wch's options: same process id, signals
-go straight to it, as a supervisor expects.
+forks, so a bad setting shows up after Dramatiq's own start line; gunicorn
+logs its start in its own format before it loads the app. These commands
+check the settings and that ``wch db upgrade`` has been run (one line and
+status 2 when not), then become the program itself with wch's options: same
+process id, signals go straight to it, as a supervisor expects.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import sys
 
 import click
 from flask.cli import with_appcontext
+
+from wch.db import db
+from wch.migrations import check_schema
 
 MODULE = "wch.actors"
 APP = "wch:create_app()"
@@ -28,7 +31,14 @@ def web_argv(*options: str) -> list[str]:
 
 
 def worker_argv(*options: str) -> list[str]:
-    return [_program("dramatiq"), MODULE, *options]
+    """Dramatiq running wch's jobs, every line in wch's log format.
+
+    Dramatiq's main process never loads wch: with ``--skip-logging`` it leaves
+    logging alone, so its start and stop lines (INFO) are not printed and its
+    warnings come out as the bare message, while the worker processes log
+    through wch's handler.
+    """
+    return [_program("dramatiq"), MODULE, "--skip-logging", *options]
 
 
 def scheduler_argv(*options: str) -> list[str]:
@@ -41,7 +51,8 @@ def _program(name: str) -> str:
 
 
 def become(argv: list[str]) -> None:
-    """Replace this process with ``argv``."""
+    """Replace this process with ``argv``, once the database's schema is known to be current."""
+    check_schema(db.engine)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)

@@ -21,7 +21,7 @@ from dramatiq.middleware import (
 from periodiq import PeriodiqMiddleware
 
 from wch.config import Settings
-from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, JobMetrics, Ledger
+from wch.jobs.middleware import AppContext, FixedRetries, Heartbeat, JobMetrics, Ledger, SchemaCheck
 from wch.jobs.publisher import BackgroundPublisher, Publisher
 
 QUEUES = ("sync", "broadcast", "carts", "maintenance")
@@ -40,6 +40,7 @@ def build_broker(settings: Settings, *, app_factory: str) -> dramatiq.Broker:
     app_context = AppContext(app_factory=app_factory)
     middleware = [
         app_context,
+        SchemaCheck(app_context=app_context),
         Heartbeat(app_context=app_context, interval=settings.worker_heartbeat),
         Ledger(result_ttl=settings.result_ttl, worker_lost_after=settings.worker_lost_after,
                max_broker_delay=settings.max_broker_delay),

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dramatiq import Middleware
 
 from wch.config import Settings
+from wch.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class JobMetrics(Middleware):
 def serve_metrics() -> int:
     """Serve the sum of every worker process's counters (run by Dramatiq in a fork process of its own)."""
     settings = Settings.from_env()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
     _use_multiprocess_files(metrics_dir())
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
