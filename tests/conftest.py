@@ -204,7 +204,7 @@ def spawn_worker(rabbit_app, rabbitmq_url, env, tmp_path):
             "WCH_SECRET_KEY": "test-secret-key",
             "WCH_METRICS_PORT": "0",  # other suites' workers run on this machine too
         } | env | settings
-        known = _announced_workers()
+        known = _announced_workers() if wait else set()
         worker = WorkerProcess(env=worker_env, log=tmp_path / f"worker-{len(started)}.log",
                                processes=processes).start()
         started.append(worker)

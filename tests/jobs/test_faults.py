@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.jobs.test_rabbitmq import dispatch, fresh, wait_status
 from tests.support.apps import overrides, with_env
@@ -31,6 +32,7 @@ from tests.support.services import purge_queues, wait_for
 from wch import runtime
 from wch.db import db
 from wch.jobs import lifeline, release_key
+from wch.models import WorkerProcess as WorkerRow
 from wch.monitoring.queue_depths import broker_depths
 
 pytestmark = pytest.mark.rabbitmq
@@ -249,3 +251,26 @@ def test_a_running_job_that_releases_its_key_lets_the_next_one_run_beside_it(rab
     spans = {label: (float(start), float(end)) for label, start, end in map(str.split, ran(marker))}
     assert spans["second"][0] < spans["first"][1], f"the second waited for the first: {spans}"
     assert (fresh(first).dedupe_key, fresh(second).dedupe_key) == (None, "span:campaign:7")
+
+
+def test_a_worker_started_while_its_database_is_away_announces_itself_once_it_is_back(rabbit_app, outage,
+                                                                                     spawn_worker, tmp_path):
+    outage.cut()
+    try:
+        worker = spawn_worker(wait=False, **outage.worker_env)
+        wait_for(lambda: "ready for action" in worker.output(), what="the worker to boot without its database")
+    finally:
+        outage.restore()
+    # Else the lifeline would take its jobs for those of a dead worker.
+    wait_for(lambda: fresh_workers(), what="the worker to announce itself")
+    marker = tmp_path / "ran"
+    wait_status(dispatch("echo", {"marker": str(marker)}), "succeeded")
+    assert ran(marker) == ["ran"]
+    assert "Traceback" not in worker.output()
+
+
+def fresh_workers() -> list[WorkerRow]:
+    db.session.rollback()
+    rows = db.session.scalars(select(WorkerRow)).all()
+    db.session.rollback()
+    return rows
