@@ -12,7 +12,7 @@ from tests.support.whatsapp import SENDER, add_contacts, max_in_any_second, phon
 from wch import runtime
 from wch.db import db, transaction
 from wch.messaging import campaigns
-from wch.messaging.budget import HORIZON, SPACING_ALLOWANCE, Priority, SendBudget, Slots
+from wch.messaging.budget import HORIZON, SPACING_ALLOWANCE, Priority, SendBudget, Slots, sleep_until
 from wch.models import Recipient
 
 RATE = 40
@@ -27,7 +27,7 @@ def book_in_thread(app, results: list[float], priority: Priority, count: int) ->
                 slots = Slots(budget, count)
                 for _ in range(count):
                     slot = slots.take()
-                    budget.wait_for(slot)
+                    sleep_until(slot)
                     results.append(slot)
                     slots.need_one_less()
             else:

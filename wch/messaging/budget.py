@@ -134,12 +134,6 @@ class SendBudget:
         """Whether a send for ``slot`` may still leave now: not later than the tolerance, nor inside a hold."""
         return time.time() - slot <= LATE_TOLERANCE and slot >= _held_until.get(self.sender, 0.0)
 
-    def wait_for(self, slot: float) -> None:
-        """Sleep until ``slot``."""
-        remaining = slot - time.time()
-        if remaining > 0:
-            time.sleep(remaining)
-
     def send(self, priority: Priority, call: Callable[[], str]) -> str:
         """Make one ``call`` (a send to Meta) in a slot of this budget, booking again if a slot was missed.
 
@@ -147,7 +141,7 @@ class SendBudget:
         """
         while True:
             [slot] = self.book(1, priority)
-            self.wait_for(slot)
+            sleep_until(slot)
             if self.on_time(slot):
                 return call()
 
@@ -157,6 +151,12 @@ class SendBudget:
                 db.session.add(SendRate(sender=self.sender, next_slot_us=0))
         except IntegrityError:
             pass
+
+
+def sleep_until(moment: float) -> None:
+    """Sleep until ``moment`` (a Unix time); at once if it has passed."""
+    if (remaining := moment - time.time()) > 0:
+        time.sleep(remaining)
 
 
 class SlotMissed(Exception):

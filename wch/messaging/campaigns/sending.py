@@ -33,7 +33,7 @@ from wch.config import Settings
 from wch.db import db, read_only, transaction, utcnow
 from wch.jobs import release_key
 from wch.messaging import limits, standing
-from wch.messaging.budget import THROUGHPUT_EXCEEDED, SendBudget, SlotMissed, Slots, send_in_slot
+from wch.messaging.budget import THROUGHPUT_EXCEEDED, SendBudget, SlotMissed, Slots, send_in_slot, sleep_until
 from wch.messaging.campaigns.lifecycle import dispatch_batch, pause_for_error, start_if_due
 from wch.messaging.campaigns.message import CampaignMessage, Target
 from wch.messaging.campaigns.recipients import move_recipients, retry_at
@@ -102,9 +102,11 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
     outcome = BatchOutcome()
     with transaction():
         _settle_previous_run(claim, outcome)
-        # A start scheduled within the broker's delay limit: this delayed batch begins it.
-        start_if_due(campaign_id, hold=standing.start_hold(client.sender))
         status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        if status == CampaignStatus.SCHEDULED.value:
+            # A start scheduled within the broker's delay limit: this delayed batch begins it.
+            start_if_due(campaign_id, hold=standing.start_hold(client.sender))
+            status = db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     if status != CampaignStatus.SENDING.value:
         outcome.finished = True
         return outcome
@@ -129,7 +131,7 @@ def run_batch(campaign_id: int, *, claim: str, client: WhatsAppClient, settings:
         batch = _claim(campaign_id, claim, settings.broadcast_batch_size, outcome,
                        sender=client.sender, messaging_limit=settings.messaging_limit)
         if batch:
-            _sleep_until(begins)
+            sleep_until(begins)
             _send(campaign_id, batch, claim, client, settings, outcome, dispatch_next=dispatch_next_if_due)
     finally:
         with transaction():
@@ -154,11 +156,6 @@ def _dispatch_next(campaign_id: int, outcome: BatchOutcome, delay: float, *, not
         dispatch_batch(campaign_id, delay=delay,
                        not_before=None if not_before is None else datetime.fromtimestamp(not_before, UTC))
     outcome.next_delay = delay
-
-
-def _sleep_until(moment: float) -> None:
-    if (remaining := moment - time.time()) > 0:
-        time.sleep(remaining)
 
 
 def _due_now(campaign_id: int) -> bool:
